@@ -80,11 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_runtime_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The streaming commands live in `runtime_cli` so that `replay` never imports Faust."""
-    try:
-        from .runtime_cli import add_commands
-    except ImportError:  # pragma: no cover - runtime module not present
-        return
+    """The streaming commands live in `runtime_cli`, which imports Faust only when run."""
+    from .runtime_cli import add_commands
+
     add_commands(commands)
 
 

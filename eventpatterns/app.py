@@ -1,0 +1,233 @@
+"""The Faust application of a worker, built from `Settings`.
+
+`Runtime` wires the thin adapters around the pure core: the events agent
+(`agents/`), the tables (`tables/`), the topics (`topics.py`), the timer
+service (`scheduler.py`), the Redis transition log (`redislog.py`), metrics
+and the HTTP API (`web.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+
+from . import tables
+from .broker import to_bootstrap
+from .core.definitions import Definitions
+from .core.events import Event
+from .metrics import Metrics
+from .processor import BatchProcessor, BatchResult, Outgoing, partition_for
+from .redislog import TransitionLog
+from .scheduler import TimerService
+from .settings import Settings
+from .topics import input_channel, raw_topic, topic_names
+
+log = logging.getLogger(__name__)
+
+
+def faust_app(settings: Settings, broker_url: str) -> faust.App:
+    """A Faust app tuned so that start-up and group joins take seconds."""
+    return faust.App(
+        settings.app_id,
+        broker=broker_url,
+        store=settings.store,
+        datadir=settings.data_dir,
+        autodiscover=False,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=20.0,
+        broker_commit_interval=1.0,
+        broker_commit_every=10_000,
+        stream_wait_empty=False,
+        producer_linger_ms=1,
+        producer_max_batch_size=262_144,
+        consumer_max_fetch_size=4 * 1024 * 1024,
+        stream_buffer_maxsize=16_384,
+        table_cleanup_interval=3600.0,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+
+class Runtime:
+    """One worker: the core plus its adapters."""
+
+    def __init__(self, settings: Settings, definitions: Definitions, broker_url: str) -> None:
+        self.settings = settings
+        self.definitions = definitions
+        self.bootstrap = to_bootstrap(broker_url)
+        self.app = faust_app(settings, broker_url)
+        self.names = topic_names(settings, definitions)
+        self.channel = input_channel(self.app, self.names)
+        self.state_table, self.timers_table = tables.declare(self.app, settings.partitions)
+        self.store = tables.TableStateStore(self.state_table, self.timers_table)
+        self.metrics = Metrics()
+        self.redis = (
+            TransitionLog(settings.redis_url, settings.redis_stream, settings.redis_maxlen)
+            if settings.redis_url
+            else None
+        )
+        self.processor = BatchProcessor(
+            definitions,
+            self.names,
+            settings.partitions,
+            self.store,
+            sink=self,
+            max_event_bytes=settings.max_event_bytes,
+        )
+        self.timer_service = TimerService(self.send_tick)
+        self._topics: dict[str, faust.TopicT] = {}
+        self.listeners: list[Any] = []
+        """Callables given each audit record (the dashboard's live feed)."""
+        self._register()
+
+    # ------------------------------------------------------------------ wiring
+
+    def _register(self) -> None:
+        from . import agents
+
+        agents.register(self)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.state_table.on_recover(self._register_timers)
+
+        @self.app.on_before_shutdown.connect
+        async def _stop(app: faust.App, **_: Any) -> None:
+            self.timer_service.shutdown()
+            if self.redis is not None:
+                await self.redis.stop()
+
+        @self.app.task
+        async def _start() -> None:
+            self.timer_service.start()
+            if self.redis is not None:
+                await self.redis.start()
+
+        from .web import register_web
+
+        register_web(self)
+
+    def topic(self, name: str) -> faust.TopicT:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = raw_topic(self.app, name)
+        return topic
+
+    # ------------------------------------------------------------------ batches
+
+    def process_batch(self, events: list[Any]) -> BatchResult:
+        """Apply a batch the agent took; writes state and sends outputs (buffered)."""
+        started = time.perf_counter()
+        by_partition = {}
+        incoming = []
+        received = time.time_ns() // 1000
+        for event in events:
+            message = event.message
+            by_partition[message.partition] = event
+            incoming.append(
+                _incoming(message.topic, message.partition, message.offset, event.key,
+                          event.value, received)
+            )
+        self.store.events_by_partition = by_partition
+        result = self.processor.process(incoming)
+        for user_id, (partition, due) in result.timers.items():
+            if self.store.set_next_due(user_id, partition, due) or due is not None:
+                self.timer_service.update(user_id, partition, due)
+        for out in result.outgoing:
+            self.send(out)
+        self.metrics.observe_batch(result, time.perf_counter() - started, len(events))
+        return result
+
+    def send(self, out: Outgoing) -> None:
+        self.topic(out.topic).send_soon(
+            key=out.key, value=out.value, headers=list(out.headers) or None
+        )
+
+    async def send_tick(self, user_id: str, due: int) -> None:
+        key = user_id.encode()
+        value = orjson.dumps({"kind": "tick", "user_id": user_id, "due": due})
+        await self.topic(self.names.timers).send(key=key, value=value)
+        self.metrics.timer_ticks.inc()
+
+    async def send_reset(self, user_id: str, pattern: str) -> None:
+        key = user_id.encode()
+        value = orjson.dumps(
+            {"kind": "reset", "user_id": user_id, "pattern": pattern, "time": time.time_ns() // 1000}
+        )
+        await self.topic(self.names.timers).send(key=key, value=value)
+
+    # ------------------------------------------------------------------ RecordSink
+
+    def on_record(self, record: Mapping[str, Any], cause: Event | None) -> None:
+        self.metrics.observe_record(record)
+        if self.redis is not None:
+            if record["kind"] == "transition":
+                self.redis.add_transition(
+                    record,
+                    None if cause is None else {"event": cause.name, "attributes": cause.attributes},
+                )
+            elif (
+                record["kind"] == "action"
+                and record["action"] == "publish"
+                and record.get("offer")
+                and not record.get("suppressed")
+            ):
+                self.redis.add_offer(record)
+        for listener in self.listeners:
+            listener(record)
+
+    # ------------------------------------------------------------------ pattern files
+
+    def use_definitions(self, definitions: Definitions) -> None:
+        """Switch pattern files between two batches (hot reload)."""
+        if definitions.version == self.definitions.version:
+            return
+        self.definitions = definitions
+        self.processor.use(definitions)
+        self.metrics.definitions_version.info({"version": definitions.version})
+        log.warning("pattern file %s in force", definitions.version)
+
+    # ------------------------------------------------------------------ rebalancing
+
+    async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
+        self.timer_service.forget_partitions({tp.partition for tp in revoked})
+
+    async def _register_timers(self) -> None:
+        """After recovery: index the timers of the users of the partitions this worker owns."""
+        owned = {tp.partition for tp in self.app.assignor.assigned_actives()
+                 if tp.topic in (self.names.events, self.names.timers, self.names.source)}
+        count = 0
+        for user_id, due in self.store.pending():
+            partition = partition_for(user_id.encode(), self.settings.partitions)
+            if partition in owned:
+                self.timer_service.update(user_id, partition, due)
+                count += 1
+        self.metrics.timers_pending.set(len(self.timer_service.index))
+        log.info("registered the timers of %d users", count)
+
+
+def _incoming(topic: str, partition: int, offset: int, key: Any, value: Any, received: int) -> Any:
+    from .processor import Incoming
+
+    return Incoming(
+        topic,
+        partition,
+        offset,
+        key if key is None or isinstance(key, bytes) else str(key).encode(),
+        value if isinstance(value, bytes) else bytes(value or b""),
+        received,
+    )

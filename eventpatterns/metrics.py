@@ -1,0 +1,89 @@
+"""Prometheus metrics of a worker (served on `GET /metrics`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+if TYPE_CHECKING:
+    from .processor import BatchResult
+
+
+class Metrics:
+    """One registry per worker, so that several runtimes can live in one test process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events_in = Counter("eventpatterns_events", "Events applied to the core", registry=r)
+        self.bad_events = Counter(
+            "eventpatterns_bad_events", "Records sent to the dead-letter topic", registry=r
+        )
+        self.duplicates = Counter(
+            "eventpatterns_duplicates", "Re-delivered records skipped (already applied)", registry=r
+        )
+        self.forwarded = Counter(
+            "eventpatterns_repartitioned", "Input records moved to the events topic", registry=r
+        )
+        self.actions = Counter(
+            "eventpatterns_actions", "Actions taken, by type", ["action"], registry=r
+        )
+        self.transitions = Counter(
+            "eventpatterns_transitions", "Pattern state transitions, by target", ["to"], registry=r
+        )
+        self.errors = Counter("eventpatterns_errors", "Error records (e.g. cut chains)", registry=r)
+        self.timers_fired = Counter(
+            "eventpatterns_timer_ticks_applied", "Timer ticks applied by the agent", registry=r
+        )
+        self.timer_ticks = Counter(
+            "eventpatterns_timer_ticks_sent", "Timer ticks sent by the scheduler", registry=r
+        )
+        self.timers_pending = Gauge(
+            "eventpatterns_timers_pending", "Users with a pending timer on this worker", registry=r
+        )
+        self.lag = Gauge(
+            "eventpatterns_processing_lag_seconds",
+            "Wall clock minus the event time of the latest event applied",
+            registry=r,
+        )
+        self.batch_latency = Histogram(
+            "eventpatterns_batch_seconds",
+            "Time to apply one batch",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "eventpatterns_batch_events",
+            "Records per batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=r,
+        )
+        self.redis_failed = Gauge(
+            "eventpatterns_redis_unwritten", "Transition log entries Redis did not take", registry=r
+        )
+        self.definitions_version = Info(
+            "eventpatterns_definitions", "The pattern file in force", registry=r
+        )
+
+    def observe_batch(self, result: BatchResult, seconds: float, size: int) -> None:
+        self.events_in.inc(result.events)
+        self.bad_events.inc(result.bad)
+        self.duplicates.inc(result.duplicates)
+        self.forwarded.inc(result.forwarded)
+        self.timers_fired.inc(result.ticks)
+        self.batch_latency.observe(seconds)
+        self.batch_size.observe(size)
+
+    def observe_record(self, record: Mapping[str, Any]) -> None:
+        kind = record["kind"]
+        if kind == "action":
+            self.actions.labels(record["action"]).inc()
+        elif kind == "transition":
+            self.transitions.labels(record["to"]).inc()
+        else:
+            self.errors.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

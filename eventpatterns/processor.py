@@ -1,0 +1,279 @@
+"""One batch of records through the core: the stream agent's logic, without Faust.
+
+The agent hands over what it consumed (`Incoming`), and this module decodes,
+deduplicates, applies the core, and says what to write (`Outgoing`, state).
+Storage and sending are interfaces, so tests drive it with in-memory fakes and
+the runtime with Faust tables and topics.
+
+Exactly-once in effect: each user's stored state carries the offset of the
+last record applied from each topic partition; a record at or below it (a
+re-delivery after a crash or rebalance) is skipped. Outputs that were sent
+before a crash, but whose state write was lost, are produced again from the
+same state and input, with the same `id` (`topic:partition:offset.n` of the
+input record), so duplicates in the audit trail are detectable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from .core.definitions import Definitions
+from .core.evaluator import Engine
+from .core.events import DEFAULT_SOURCE, BadEvent, Event, decode_event
+from .core.state import UserState
+
+try:  # aiokafka's partitioner is the one every Kafka client agrees on for keyed records
+    from aiokafka.partitioner import murmur2
+except ImportError:  # pragma: no cover
+    murmur2 = None
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partition for a key (murmur2, as the Java client and aiokafka)."""
+    assert murmur2 is not None
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    received_at: int = 0
+    """Microseconds; stands in for an event's absent timestamp."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class Topics:
+    source: str
+    events: str
+    timers: str
+    actions: str
+    dlq: str
+    history: str
+
+
+class StateStore(Protocol):
+    def get(self, user_id: str) -> bytes | None: ...
+
+    def put(self, user_id: str, value: bytes, partition: int) -> None: ...
+
+
+class RecordSink(Protocol):
+    """Where a produced record's side effects go beyond Kafka (the Redis log, metrics)."""
+
+    def on_record(self, record: Mapping[str, Any], cause: Event | None) -> None: ...
+
+
+@dataclass
+class Envelope:
+    """A user's stored value: the offsets applied, and the core's state."""
+
+    offsets: dict[str, int]
+    state: UserState
+
+    @staticmethod
+    def decode(raw: bytes) -> Envelope:
+        head, _, body = raw.partition(b"\x00")
+        return Envelope(orjson.loads(head), UserState.decode(body))
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.offsets) + b"\x00" + self.state.encode()
+
+
+@dataclass
+class BatchResult:
+    outgoing: list[Outgoing] = field(default_factory=list)
+    timers: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    """user -> (partition, earliest due) for every user whose state was written."""
+    events: int = 0
+    bad: int = 0
+    duplicates: int = 0
+    forwarded: int = 0
+    ticks: int = 0
+    records: int = 0
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        definitions: Definitions,
+        topics: Topics,
+        partitions: int,
+        store: StateStore,
+        sink: RecordSink | None = None,
+        max_event_bytes: int = 1 << 20,
+        clock: Callable[[], int] = now_us,
+    ) -> None:
+        self.topics = topics
+        self.partitions = partitions
+        self.store = store
+        self.sink = sink
+        self.max_event_bytes = max_event_bytes
+        self.clock = clock
+        self.use(definitions)
+
+    def use(self, definitions: Definitions) -> None:
+        """Switch pattern files; takes effect from the next batch."""
+        self.definitions = definitions
+        self.engine = Engine(definitions)
+        self.version = definitions.version
+
+    # ------------------------------------------------------------------ the batch
+
+    def process(self, batch: Iterable[Incoming]) -> BatchResult:
+        result = BatchResult()
+        touched: dict[str, tuple[Envelope, int]] = {}
+        for incoming in batch:
+            if incoming.topic == self.topics.timers:
+                self._command(incoming, touched, result)
+            else:
+                self._event(incoming, touched, result)
+        for user_id, (envelope, partition) in touched.items():
+            self.store.put(user_id, envelope.encode(), partition)
+            result.timers[user_id] = (partition, envelope.state.next_due())
+        return result
+
+    def _envelope(self, user_id: str, touched: dict[str, tuple[Envelope, int]]) -> Envelope:
+        held = touched.get(user_id)
+        if held is not None:
+            return held[0]
+        raw = self.store.get(user_id)
+        if raw is None:
+            return Envelope({}, self.engine.new_state(user_id))
+        return Envelope.decode(raw)
+
+    def _already_applied(self, envelope: Envelope, incoming: Incoming) -> bool:
+        position = f"{incoming.topic}:{incoming.partition}"
+        if envelope.offsets.get(position, -1) >= incoming.offset:
+            return True
+        envelope.offsets[position] = incoming.offset
+        return False
+
+    def _event(
+        self, incoming: Incoming, touched: dict[str, tuple[Envelope, int]], result: BatchResult
+    ) -> None:
+        source = self.definitions.source
+        mapping = source if incoming.topic == source.topic else DEFAULT_SOURCE
+        try:
+            event = decode_event(
+                incoming.value,
+                mapping,
+                received_at=incoming.received_at or self.clock(),
+                max_bytes=self.max_event_bytes,
+            )
+        except BadEvent as error:
+            result.bad += 1
+            result.outgoing.append(self._dead_letter(incoming, str(error)))
+            return
+        key = event.user_id.encode()
+        if incoming.topic != self.topics.events and (
+            incoming.key != key or incoming.partition != partition_for(key, self.partitions)
+        ):
+            # Not keyed by user id here: move it to the events topic, where it is.
+            result.forwarded += 1
+            result.outgoing.append(
+                Outgoing(self.topics.events, key, orjson.dumps(event.to_json()))
+            )
+            return
+        envelope = self._envelope(event.user_id, touched)
+        if self._already_applied(envelope, incoming):
+            result.duplicates += 1
+            return
+        touched[event.user_id] = (envelope, incoming.partition)
+        result.events += 1
+        records = self.engine.process(envelope.state, event)
+        self._emit(records, incoming, event, result)
+
+    def _command(
+        self, incoming: Incoming, touched: dict[str, tuple[Envelope, int]], result: BatchResult
+    ) -> None:
+        try:
+            command = orjson.loads(incoming.value)
+            user_id = command["user_id"]
+            kind = command["kind"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+            result.bad += 1
+            result.outgoing.append(self._dead_letter(incoming, f"bad timer record: {error}"))
+            return
+        envelope = self._envelope(user_id, touched)
+        if self._already_applied(envelope, incoming):
+            result.duplicates += 1
+            return
+        touched[user_id] = (envelope, incoming.partition)
+        if kind == "tick":
+            result.ticks += 1
+            records = self.engine.advance(envelope.state, int(command["due"]))
+        elif kind == "reset":
+            records = self.engine.reset(
+                envelope.state, str(command["pattern"]), int(command.get("time") or self.clock())
+            )
+        else:
+            records = []
+        self._emit(records, incoming, None, result)
+
+    # ------------------------------------------------------------------ outputs
+
+    def _emit(
+        self,
+        records: list[dict[str, Any]],
+        incoming: Incoming,
+        cause: Event | None,
+        result: BatchResult,
+    ) -> None:
+        origin = f"{incoming.topic}:{incoming.partition}:{incoming.offset}"
+        for number, record in enumerate(records):
+            result.records += 1
+            record["id"] = f"{origin}.{number}"
+            record["version"] = self.version
+            user_key = str(record["user_id"]).encode()
+            if record["kind"] == "action":
+                self._action_outputs(record, user_key, result)
+            result.outgoing.append(Outgoing(self.topics.actions, user_key, orjson.dumps(record)))
+            if self.sink is not None:
+                self.sink.on_record(record, cause)
+
+    def _action_outputs(self, record: dict[str, Any], user_key: bytes, result: BatchResult) -> None:
+        action = record["action"]
+        if action == "publish" and not record.get("suppressed"):
+            key = record.get("key")
+            key_bytes = user_key if key is None else str(key).encode()
+            result.outgoing.append(
+                Outgoing(record["topic"], key_bytes, orjson.dumps(record["value"]))
+            )
+        elif action in ("log_contact", "log_accept", "log_reject") and not record.get(
+            "suppressed"
+        ):
+            result.outgoing.append(Outgoing(self.topics.history, user_key, orjson.dumps(record)))
+
+    def _dead_letter(self, incoming: Incoming, reason: str) -> Outgoing:
+        return Outgoing(
+            self.topics.dlq,
+            incoming.key,
+            incoming.value,
+            (
+                ("reason", reason.encode()),
+                ("source-topic", incoming.topic.encode()),
+                ("source-partition", str(incoming.partition).encode()),
+                ("source-offset", str(incoming.offset).encode()),
+            ),
+        )

@@ -1,0 +1,123 @@
+"""Runtime settings, read from `EVENTPATTERNS_*` environment variables.
+
+Every field documents its variable; `docs/operations.md` lists them all.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_patterns() -> str:
+    """examples/clickstream.yaml of the working directory, else the copy the package ships."""
+    local = Path("examples/clickstream.yaml")
+    if local.exists():
+        return str(local)
+    return str(resources.files("eventpatterns").joinpath("examples/clickstream.yaml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENTPATTERNS_", extra="ignore")
+
+    patterns: str = Field(
+        default_factory=default_patterns,
+        description="EVENTPATTERNS_PATTERNS: the pattern file a worker starts with, unless the "
+        "definitions topic already holds a newer one.",
+    )
+    broker: str | None = Field(
+        default=None,
+        description="EVENTPATTERNS_BROKER: Kafka bootstrap servers, e.g. kafka://kafka:9092. "
+        "Unset: start the embedded in-memory development broker (Tansu).",
+    )
+    app_id: str = Field(
+        default="eventpatterns",
+        description="EVENTPATTERNS_APP_ID: consumer group and prefix of internal topics.",
+    )
+    partitions: int = Field(
+        default=4,
+        ge=1,
+        description="EVENTPATTERNS_PARTITIONS: partitions of the input and internal topics "
+        "(the most workers that can share the load).",
+    )
+    replication_factor: int = Field(default=1, ge=1, description="EVENTPATTERNS_REPLICATION_FACTOR")
+    store: str = Field(
+        default="memory://",
+        description="EVENTPATTERNS_STORE: table store; memory:// or rocksdb:// (needs the "
+        "`rocksdict` package) for state larger than memory.",
+    )
+    data_dir: str = Field(
+        default=".eventpatterns-data",
+        description="EVENTPATTERNS_DATA_DIR: where Faust keeps local table files.",
+    )
+    web_host: str = Field(default="127.0.0.1", description="EVENTPATTERNS_WEB_HOST")
+    web_port: int = Field(
+        default=6066, description="EVENTPATTERNS_WEB_PORT: HTTP API, metrics and dashboard."
+    )
+    redis_url: str | None = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="EVENTPATTERNS_REDIS_URL: transition log; empty to disable.",
+    )
+    redis_stream: str = Field(
+        default="eventpatterns:transitions",
+        description="EVENTPATTERNS_REDIS_STREAM: the Redis stream transitions and offers go to.",
+    )
+    redis_maxlen: int = Field(
+        default=100_000, description="EVENTPATTERNS_REDIS_MAXLEN: approximate cap of that stream."
+    )
+    batch_size: int = Field(
+        default=1000, ge=1, description="EVENTPATTERNS_BATCH_SIZE: most events per agent batch."
+    )
+    batch_wait: float = Field(
+        default=0.02,
+        gt=0,
+        description="EVENTPATTERNS_BATCH_WAIT: seconds a batch waits to fill before it runs.",
+    )
+    max_event_bytes: int = Field(
+        default=1 << 20, description="EVENTPATTERNS_MAX_EVENT_BYTES: larger records go to the DLQ."
+    )
+    api_token: str | None = Field(
+        default=None,
+        description="EVENTPATTERNS_API_TOKEN: when set, the HTTP API wants "
+        "'Authorization: Bearer <token>' (all but /metrics).",
+    )
+    log_level: str = Field(default="warning", description="EVENTPATTERNS_LOG_LEVEL")
+
+    # Internal topic names, derived from app_id unless set.
+    events_topic: str = Field(
+        default="eventpatterns-events",
+        description="EVENTPATTERNS_EVENTS_TOPIC: events keyed by user id (posts, repartitioned "
+        "foreign records).",
+    )
+    timers_topic: str = Field(default="eventpatterns-timers", description="EVENTPATTERNS_TIMERS_TOPIC")
+    actions_topic: str = Field(
+        default="eventpatterns-actions",
+        description="EVENTPATTERNS_ACTIONS_TOPIC: the audit trail of transitions and actions.",
+    )
+    dlq_topic: str = Field(default="eventpatterns-dlq", description="EVENTPATTERNS_DLQ_TOPIC")
+    history_topic: str = Field(
+        default="eventpatterns-history",
+        description="EVENTPATTERNS_HISTORY_TOPIC: contact and response history.",
+    )
+    definitions_topic: str = Field(
+        default="eventpatterns-definitions",
+        description="EVENTPATTERNS_DEFINITIONS_TOPIC: compacted; the pattern file in force.",
+    )
+
+    @property
+    def redis_enabled(self) -> bool:
+        return bool(self.redis_url)
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for docs and `eventpatterns settings`."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        description = field.description or ""
+        variable = f"EVENTPATTERNS_{name.upper()}"
+        text = description.split(": ", 1)[1] if description.startswith(variable) else description
+        rows.append((variable, repr(field.default), text))
+    return rows

@@ -1,0 +1,101 @@
+"""Starting a worker: broker, topics, the pattern file in force, then Faust.
+
+`python -m eventpatterns.worker` (what `eventpatterns run` and the tests
+launch) reads its settings from `EVENTPATTERNS_*` variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from contextlib import ExitStack
+
+from .broker import EmbeddedBroker, acreate_topics, broker_from_env, to_bootstrap
+from .core.definitions import Definitions, PatternFileError, load_definitions, load_definitions_file
+from .patternstore import publish, read_latest
+from .settings import Settings
+from .topics import all_topics
+
+log = logging.getLogger("eventpatterns")
+
+EMBEDDED_BANNER = (
+    "eventpatterns: no EVENTPATTERNS_BROKER set, so an embedded in-memory development broker "
+    "(Tansu) runs at {url}.\n"
+    "  Everything on it is lost when this process stops. Point EVENTPATTERNS_BROKER at Kafka "
+    "for production."
+)
+
+
+async def prepare(settings: Settings, bootstrap: str, file_definitions: Definitions) -> Definitions:
+    """Create topics; take the pattern file in force from the definitions topic, or publish ours."""
+    topics, compacted = all_topics(settings, file_definitions)
+    await acreate_topics(
+        bootstrap, topics, compacted, replication_factor=settings.replication_factor
+    )
+    text = await read_latest(bootstrap, settings.definitions_topic)
+    if text is not None:
+        try:
+            latest = load_definitions(text, filename=settings.definitions_topic)
+        except PatternFileError as error:
+            log.error("the definitions topic holds a bad file; using %s:\n%s", settings.patterns, error)
+        else:
+            if latest.source.topic == file_definitions.source.topic:
+                return latest
+            log.warning("the definitions topic reads another source topic; using %s", settings.patterns)
+    with open(settings.patterns, encoding="utf-8") as handle:
+        await publish(bootstrap, settings.definitions_topic, handle.read())
+    return file_definitions
+
+
+def run_worker(settings: Settings, broker_url: str | None = None) -> int:
+    """Run one worker until it is stopped; starts the embedded broker when none is set."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        file_definitions = load_definitions_file(settings.patterns)
+    except PatternFileError as error:
+        print(error, file=sys.stderr)
+        return 2
+    with ExitStack() as stack:
+        url = broker_url or broker_from_env(settings.broker)
+        if url is None:
+            broker = stack.enter_context(EmbeddedBroker())
+            url = broker.url
+            print(EMBEDDED_BANNER.format(url=broker.bootstrap), file=sys.stderr, flush=True)
+        bootstrap = to_bootstrap(url)
+        definitions = asyncio.run(prepare(settings, bootstrap, file_definitions))
+        from .app import Runtime
+
+        runtime = Runtime(settings, definitions, url)
+        return start_faust(runtime)
+    return 0
+
+
+def start_faust(runtime: object) -> int:
+    import faust
+
+    from .app import Runtime
+
+    assert isinstance(runtime, Runtime)
+    worker = faust.Worker(
+        runtime.app,
+        loglevel=runtime.settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    return 0
+
+
+def main() -> int:
+    return run_worker(Settings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
