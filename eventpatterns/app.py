@@ -113,6 +113,9 @@ class Runtime:
 
         @self.app.task
         async def _start() -> None:
+            # Faust throttles the agent when more than this many sends are buffered;
+            # its default (100) is far below one batch's output.
+            self.app.producer.buffer.max_messages = 10 * self.settings.batch_size
             self.timer_service.start()
             if self.redis is not None:
                 await self.redis.start()
@@ -157,10 +160,10 @@ class Runtime:
             key=out.key, value=out.value, headers=list(out.headers) or None
         )
 
-    async def send_tick(self, user_id: str, due: int) -> None:
+    def send_tick(self, user_id: str, due: int) -> None:
         key = user_id.encode()
         value = orjson.dumps({"kind": "tick", "user_id": user_id, "due": due})
-        await self.topic(self.names.timers).send(key=key, value=value)
+        self.topic(self.names.timers).send_soon(key=key, value=value)
         self.metrics.timer_ticks.inc()
 
     async def send_reset(self, user_id: str, pattern: str) -> None:

@@ -186,10 +186,8 @@ class BatchProcessor:
             result.outgoing.append(self._dead_letter(incoming, str(error)))
             return
         key = event.user_id.encode()
-        if incoming.topic != self.topics.events and (
-            incoming.key != key or incoming.partition != partition_for(key, self.partitions)
-        ):
-            # Not keyed by user id here: move it to the events topic, where it is.
+        if self._needs_rekeying(incoming, key):
+            # Not in its user's partition: move it to the events topic, keyed by user id.
             result.forwarded += 1
             result.outgoing.append(
                 Outgoing(self.topics.events, key, orjson.dumps(event.to_json()))
@@ -203,6 +201,20 @@ class BatchProcessor:
         result.events += 1
         records = self.engine.process(envelope.state, event)
         self._emit(records, incoming, event, result)
+
+    def _needs_rekeying(self, incoming: Incoming, key: bytes) -> bool:
+        """A user's home is the partition Kafka's default partitioner gives its id.
+
+        Timer ticks and posts are keyed by user id, so state stays whole only if
+        every event is applied there. On the events topic a record with the right
+        key is applied where it is (a different partition count is a deployment
+        error, and re-keying would loop).
+        """
+        if incoming.key != key:
+            return True
+        return incoming.topic != self.topics.events and incoming.partition != partition_for(
+            key, self.partitions
+        )
 
     def _command(
         self, incoming: Incoming, touched: dict[str, tuple[Envelope, int]], result: BatchResult

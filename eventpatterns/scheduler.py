@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,6 +27,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 log = logging.getLogger(__name__)
 
 WAKE_JOB_ID = "eventpatterns-wake"
+RETRY_US = 1_000_000
+"""After a failed send, the next wake-up is at least this far away."""
 
 
 @dataclass
@@ -84,11 +86,15 @@ def now_us() -> int:
 
 
 class TimerService:
-    """Hosts APScheduler in the worker; sends a tick per due user through `send_tick`."""
+    """Hosts APScheduler in the worker; sends a tick per due user through `send_tick`.
+
+    `send_tick` only buffers the record (it must not block): a wake-up then runs
+    in one step of the event loop, so wake-ups never overlap and none is lost.
+    """
 
     def __init__(
         self,
-        send_tick: Callable[[str, int], Awaitable[None]],
+        send_tick: Callable[[str, int], None],
         clock: Callable[[], int] = now_us,
     ) -> None:
         self.index = TimerIndex()
@@ -108,7 +114,9 @@ class TimerService:
     def update(self, user_id: str, partition: int, due: int | None) -> None:
         """The user's earliest pending timer is now `due` (None: none)."""
         self.index.set(user_id, partition, due)
-        if due is not None and (self.alarm_at is None or due < self.alarm_at):
+        if due is not None and (
+            self.alarm_at is None or due < self.alarm_at or self.alarm_at < self.clock()
+        ):
             self._set_alarm(due)
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
@@ -127,17 +135,25 @@ class TimerService:
             replace_existing=True,
             misfire_grace_time=None,
             coalesce=True,
+            max_instances=1000,
         )
 
     async def _wake(self) -> None:
+        self.wake()
+
+    def wake(self) -> None:
+        """Send the ticks of every user now due, and set the alarm for the next one."""
         self.alarm_at = None
-        for user_id, partition, due in self.index.pop_due(self.clock()):
+        now = self.clock()
+        retry = False
+        for user_id, partition, due in self.index.pop_due(now):
             try:
-                await self.send_tick(user_id, due)
+                self.send_tick(user_id, due)
                 self.ticks_sent += 1
             except Exception:  # the user goes back in the index and is retried
                 log.exception("could not send the timer tick of %s", user_id)
                 self.index.set(user_id, partition, due)
+                retry = True
         following = self.index.earliest()
         if following is not None:
-            self._set_alarm(following)
+            self._set_alarm(max(following, now + RETRY_US) if retry else following)
