@@ -48,9 +48,9 @@ def faust_app(settings: Settings, broker_url: str) -> faust.App:
         topic_allow_declare=True,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
-        broker_rebalance_timeout=20.0,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.session_timeout / 8,
+        broker_rebalance_timeout=max(10.0, settings.session_timeout),
         broker_commit_interval=1.0,
         broker_commit_every=10_000,
         stream_wait_empty=False,
@@ -94,6 +94,8 @@ class Runtime:
         self._topics: dict[str, faust.TopicT] = {}
         self.listeners: list[Any] = []
         """Callables given each audit record (the dashboard's live feed)."""
+        self.definitions_text: str | None = None
+        """The text of the pattern file in force, once the definitions topic gave it."""
         self._register()
 
     # ------------------------------------------------------------------ wiring
@@ -155,6 +157,19 @@ class Runtime:
         self.metrics.observe_batch(result, time.perf_counter() - started, len(events))
         return result
 
+    async def flush(self) -> None:
+        """Wait until every record the batch produced (outputs, changelog) is acknowledged.
+
+        The agent calls this before a batch's input offsets are acknowledged.
+        Faust's own flush gives up on a slow send after 0.1 s, after which a
+        commit could get ahead of the changelog and lose state in a crash.
+        """
+        producer = self.app.producer
+        buffer = producer.buffer
+        while buffer.size:
+            await buffer.flush_atmost(buffer.size)
+        await producer.flush()
+
     def send(self, out: Outgoing) -> None:
         self.topic(out.topic).send_soon(
             key=out.key, value=out.value, headers=list(out.headers) or None
@@ -195,8 +210,10 @@ class Runtime:
 
     # ------------------------------------------------------------------ pattern files
 
-    def use_definitions(self, definitions: Definitions) -> None:
+    def use_definitions(self, definitions: Definitions, text: str | None = None) -> None:
         """Switch pattern files between two batches (hot reload)."""
+        if text is not None:
+            self.definitions_text = text
         if definitions.version == self.definitions.version:
             return
         self.definitions = definitions

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     redis_maxlen: int = Field(
         default=100_000, description="EVENTPATTERNS_REDIS_MAXLEN: approximate cap of that stream."
     )
+    session_timeout: float = Field(
+        default=4.0,
+        gt=0,
+        description="EVENTPATTERNS_SESSION_TIMEOUT: seconds before the group gives a silent "
+        "worker's partitions to the others; also bounds how long joining takes.",
+    )
     batch_size: int = Field(
         default=1000, ge=1, description="EVENTPATTERNS_BATCH_SIZE: most events per agent batch."
     )

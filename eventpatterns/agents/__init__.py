@@ -20,6 +20,7 @@ def register(runtime: Runtime) -> None:
     async def events(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_wait):
             runtime.process_batch(list(batch))
+            await runtime.flush()  # durable before the batch's offsets are acknowledged
 
     from .definitions import register_definitions_follower
 
