@@ -31,8 +31,29 @@ from .topics import input_channel, raw_topic, topic_names
 log = logging.getLogger(__name__)
 
 
+def tune_fetch_wait(milliseconds: int) -> None:
+    """Set the worker consumer's `fetch_max_wait_ms`, which Faust hard-codes to 1500.
+
+    A broker that does not answer a waiting fetch as soon as data arrives (Tansu
+    among them) otherwise adds up to that long to every hop of an event.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    create = AIOKafkaConsumerThread._create_worker_consumer
+    original = getattr(create, "__wrapped__", create)
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = milliseconds
+        return consumer
+
+    create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
 def faust_app(settings: Settings, broker_url: str) -> faust.App:
     """A Faust app tuned so that start-up and group joins take seconds."""
+    tune_fetch_wait(settings.fetch_wait_ms)
     return faust.App(
         settings.app_id,
         broker=broker_url,

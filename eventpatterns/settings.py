@@ -77,8 +77,14 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         default=1000, ge=1, description="EVENTPATTERNS_BATCH_SIZE: most events per agent batch."
     )
+    fetch_wait_ms: int = Field(
+        default=25,
+        ge=1,
+        description="EVENTPATTERNS_FETCH_WAIT_MS: longest a fetch waits for data; bounds the "
+        "latency each hop adds when the broker does not answer early.",
+    )
     batch_wait: float = Field(
-        default=0.02,
+        default=0.01,
         gt=0,
         description="EVENTPATTERNS_BATCH_WAIT: seconds a batch waits to fill before it runs.",
     )
