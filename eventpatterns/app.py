@@ -165,8 +165,14 @@ class Runtime:
             message = event.message
             by_partition[message.partition] = event
             incoming.append(
-                _incoming(message.topic, message.partition, message.offset, event.key,
-                          event.value, received)
+                _incoming(
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    event.key,
+                    event.value,
+                    received,
+                )
             )
         self.store.events_by_partition = by_partition
         result = self.processor.process(incoming)
@@ -205,7 +211,12 @@ class Runtime:
     async def send_reset(self, user_id: str, pattern: str) -> None:
         key = user_id.encode()
         value = orjson.dumps(
-            {"kind": "reset", "user_id": user_id, "pattern": pattern, "time": time.time_ns() // 1000}
+            {
+                "kind": "reset",
+                "user_id": user_id,
+                "pattern": pattern,
+                "time": time.time_ns() // 1000,
+            }
         )
         await self.topic(self.names.timers).send(key=key, value=value)
 
@@ -217,7 +228,9 @@ class Runtime:
             if record["kind"] == "transition":
                 self.redis.add_transition(
                     record,
-                    None if cause is None else {"event": cause.name, "attributes": cause.attributes},
+                    None
+                    if cause is None
+                    else {"event": cause.name, "attributes": cause.attributes},
                 )
             elif (
                 record["kind"] == "action"
@@ -249,8 +262,11 @@ class Runtime:
 
     async def _register_timers(self) -> None:
         """After recovery: index the timers of the users of the partitions this worker owns."""
-        owned = {tp.partition for tp in self.app.assignor.assigned_actives()
-                 if tp.topic in (self.names.events, self.names.timers, self.names.source)}
+        owned = {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic in (self.names.events, self.names.timers, self.names.source)
+        }
         count = 0
         for user_id, due in self.store.pending():
             partition = partition_for(user_id.encode(), self.settings.partitions)

@@ -47,7 +47,9 @@ def make_users(count: int, rng: random.Random) -> list[Shopper]:
             age = rng.randint(36, 45) if gender == "M" else rng.randint(25, 35)
         else:
             age = rng.randint(18, 80)
-        users.append(Shopper(name, gender, age, f"10.{number // 250}.{number % 250}.{rng.randint(2, 250)}"))
+        users.append(
+            Shopper(name, gender, age, f"10.{number // 250}.{number % 250}.{rng.randint(2, 250)}")
+        )
     return users
 
 
@@ -113,8 +115,9 @@ class DemoView:
         )
 
 
-async def _produce(bootstrap: str, users: list[Shopper], rate: float, view: DemoView,
-                   stop: asyncio.Event) -> None:
+async def _produce(
+    bootstrap: str, users: list[Shopper], rate: float, view: DemoView, stop: asyncio.Event
+) -> None:
     from aiokafka import AIOKafkaProducer
 
     rng = random.Random(7)
@@ -125,8 +128,9 @@ async def _produce(bootstrap: str, users: list[Shopper], rate: float, view: Demo
         next_at = time.monotonic()
         while not stop.is_set():
             record = next_click(users, rng)
-            await producer.send("enriched-click-data", orjson.dumps(record),
-                                key=record["userId"].encode())
+            await producer.send(
+                "enriched-click-data", orjson.dumps(record), key=record["userId"].encode()
+            )
             view.clicks += 1
             next_at += interval
             delay = next_at - time.monotonic()
@@ -139,9 +143,13 @@ async def _produce(bootstrap: str, users: list[Shopper], rate: float, view: Demo
 async def _watch(bootstrap: str, view: DemoView, plain: bool, stop: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer("special-offers", "eventpatterns-actions",
-                                bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        "special-offers",
+        "eventpatterns-actions",
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         while not stop.is_set():
@@ -163,7 +171,10 @@ def _show(message: Any, view: DemoView, plain: bool) -> None:
         view.offers.appendleft(line)
     elif value.get("kind") == "transition":
         view.counts["transitions"] += 1
-        line = f"{value['time']} [User {value['user_id']} entered state {value['to']}] ({value['pattern']})"
+        line = (
+            f"{value['time']} [User {value['user_id']} entered state {value['to']}]"
+            f" ({value['pattern']})"
+        )
         view.transitions.appendleft(line)
     else:
         return
@@ -188,8 +199,11 @@ def run_demo(duration: float | None, tui: bool, users: int, rate: float) -> int:
         worker = subprocess.Popen([sys.executable, "-m", "eventpatterns.worker"], env=env)
         try:
             view = DemoView()
-            asyncio.run(_demo(broker.bootstrap, make_users(users, random.Random(3)), rate, view,
-                              duration, tui))
+            asyncio.run(
+                _demo(
+                    broker.bootstrap, make_users(users, random.Random(3)), rate, view, duration, tui
+                )
+            )
         except KeyboardInterrupt:
             pass
         finally:
@@ -198,14 +212,22 @@ def run_demo(duration: float | None, tui: bool, users: int, rate: float) -> int:
                 worker.wait(10)
             if worker.poll() is None:
                 worker.kill()
-        print(f"demo: {view.clicks} clicks, {view.counts['offer1']} offer1, "
-              f"{view.counts['offer2']} offer2, {view.counts['transitions']} transitions",
-              flush=True)
+        print(
+            f"demo: {view.clicks} clicks, {view.counts['offer1']} offer1, "
+            f"{view.counts['offer2']} offer2, {view.counts['transitions']} transitions",
+            flush=True,
+        )
     return 0
 
 
-async def _demo(bootstrap: str, users: list[Shopper], rate: float, view: DemoView,
-                duration: float | None, tui: bool) -> None:
+async def _demo(
+    bootstrap: str,
+    users: list[Shopper],
+    rate: float,
+    view: DemoView,
+    duration: float | None,
+    tui: bool,
+) -> None:
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(_produce(bootstrap, users, rate, view, stop)),

@@ -189,9 +189,7 @@ class BatchProcessor:
         if self._needs_rekeying(incoming, key):
             # Not in its user's partition: move it to the events topic, keyed by user id.
             result.forwarded += 1
-            result.outgoing.append(
-                Outgoing(self.topics.events, key, orjson.dumps(event.to_json()))
-            )
+            result.outgoing.append(Outgoing(self.topics.events, key, orjson.dumps(event.to_json())))
             return
         envelope = self._envelope(event.user_id, touched)
         if self._already_applied(envelope, incoming):
@@ -272,9 +270,7 @@ class BatchProcessor:
             result.outgoing.append(
                 Outgoing(record["topic"], key_bytes, orjson.dumps(record["value"]))
             )
-        elif action in ("log_contact", "log_accept", "log_reject") and not record.get(
-            "suppressed"
-        ):
+        elif action in ("log_contact", "log_accept", "log_reject") and not record.get("suppressed"):
             result.outgoing.append(Outgoing(self.topics.history, user_key, orjson.dumps(record)))
 
     def _dead_letter(self, incoming: Incoming, reason: str) -> Outgoing:

@@ -104,7 +104,9 @@ class Settings(BaseSettings):
         description="EVENTPATTERNS_EVENTS_TOPIC: events keyed by user id (posts, repartitioned "
         "foreign records).",
     )
-    timers_topic: str = Field(default="eventpatterns-timers", description="EVENTPATTERNS_TIMERS_TOPIC")
+    timers_topic: str = Field(
+        default="eventpatterns-timers", description="EVENTPATTERNS_TIMERS_TOPIC"
+    )
     actions_topic: str = Field(
         default="eventpatterns-actions",
         description="EVENTPATTERNS_ACTIONS_TOPIC: the audit trail of transitions and actions.",

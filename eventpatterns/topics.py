@@ -41,15 +41,22 @@ def publish_topics(definitions: Definitions) -> set[str]:
 
 
 def raw_topic(app: faust.App, name: str, **options: Any) -> faust.TopicT:
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                     value_serializer="raw", **options)
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        **options,
+    )
 
 
 def input_channel(app: faust.App, names: Topics) -> faust.TopicT:
     """The one channel the events agent reads: input, repartitioned events and timer ticks."""
     subscribed = list(dict.fromkeys([names.source, names.events, names.timers]))
-    return app.topic(*subscribed, key_type=bytes, value_type=bytes, key_serializer="raw",
-                     value_serializer="raw")
+    return app.topic(
+        *subscribed, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
 
 
 def all_topics(settings: Settings, definitions: Definitions) -> tuple[dict[str, int], set[str]]:

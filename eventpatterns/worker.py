@@ -38,11 +38,15 @@ async def prepare(settings: Settings, bootstrap: str, file_definitions: Definiti
         try:
             latest = load_definitions(text, filename=settings.definitions_topic)
         except PatternFileError as error:
-            log.error("the definitions topic holds a bad file; using %s:\n%s", settings.patterns, error)
+            log.error(
+                "the definitions topic holds a bad file; using %s:\n%s", settings.patterns, error
+            )
         else:
             if latest.source.topic == file_definitions.source.topic:
                 return latest
-            log.warning("the definitions topic reads another source topic; using %s", settings.patterns)
+            log.warning(
+                "the definitions topic reads another source topic; using %s", settings.patterns
+            )
     with open(settings.patterns, encoding="utf-8") as handle:
         await publish(bootstrap, settings.definitions_topic, handle.read())
     return file_definitions

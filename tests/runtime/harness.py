@@ -30,8 +30,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.1,
-               message: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.1, message: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns something truthy, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -46,8 +47,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 class Worker:
     """One `eventpatterns.worker` subprocess."""
 
-    def __init__(self, broker_url: str, patterns: str | Path, workdir: Path, name: str = "w",
-                 **env: str) -> None:
+    def __init__(
+        self, broker_url: str, patterns: str | Path, workdir: Path, name: str = "w", **env: str
+    ) -> None:
         self.web_port = free_port()
         self.log_path = workdir / f"{name}.log"
         self.env = {
@@ -64,8 +66,11 @@ class Worker:
     def start(self) -> Worker:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "eventpatterns.worker"], env=self.env, cwd=REPO,
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "eventpatterns.worker"],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         return self
 
@@ -98,8 +103,12 @@ def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
-async def produce(bootstrap: str, topic: str, records: Iterable[bytes | dict[str, Any]],
-                  key: Callable[[Any], bytes | None] | None = None) -> int:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[bytes | dict[str, Any]],
+    key: Callable[[Any], bytes | None] | None = None,
+) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     count = 0
@@ -137,9 +146,13 @@ class TopicReader:
         self._thread.start()
 
     async def _read(self) -> None:
-        consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.bootstrap,
-                                    auto_offset_reset="earliest", enable_auto_commit=False,
-                                    metadata_max_age_ms=1000)
+        consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            metadata_max_age_ms=1000,
+        )
         await consumer.start()
         try:
             while not self._stop:
@@ -162,18 +175,29 @@ class TopicReader:
 
 def audit_key(record: dict[str, Any]) -> bytes:
     """An audit record without the runtime's id and version: comparable with replay output."""
-    return orjson.dumps({k: v for k, v in record.items() if k not in ("id", "version")},
-                        option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(
+        {k: v for k, v in record.items() if k not in ("id", "version")}, option=orjson.OPT_SORT_KEYS
+    )
 
 
-def replay_records(patterns: str | Path, events: list[dict[str, Any]], drain: bool = True,
-                   workdir: Path | None = None) -> list[dict[str, Any]]:
+def replay_records(
+    patterns: str | Path,
+    events: list[dict[str, Any]],
+    drain: bool = True,
+    workdir: Path | None = None,
+) -> list[dict[str, Any]]:
     """What `eventpatterns replay` says for these events."""
     events_file = (workdir or Path("/tmp")) / f"events-{os.getpid()}-{time.monotonic_ns()}.jsonl"
     events_file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
     try:
-        command = [sys.executable, "-m", "eventpatterns.cli", "replay", str(patterns),
-                   str(events_file)]
+        command = [
+            sys.executable,
+            "-m",
+            "eventpatterns.cli",
+            "replay",
+            str(patterns),
+            str(events_file),
+        ]
         if drain:
             command.append("--drain")
         output = subprocess.run(command, check=True, capture_output=True, cwd=REPO).stdout
@@ -212,8 +236,14 @@ def wait_ready(worker: Worker, bootstrap: str, timeout: float = 60) -> None:
 
     deadline = time.monotonic() + timeout
     while True:
-        run(produce(bootstrap, "eventpatterns-events",
-                    [{"user_id": marker, "event": "warmup"} for marker in markers], user_key()))
+        run(
+            produce(
+                bootstrap,
+                "eventpatterns-events",
+                [{"user_id": marker, "event": "warmup"} for marker in markers],
+                user_key(),
+            )
+        )
         try:
             wait_until(applied, timeout=3, message="the warm-up event")
             return
@@ -222,8 +252,13 @@ def wait_ready(worker: Worker, bootstrap: str, timeout: float = 60) -> None:
                 raise AssertionError(f"worker not ready:\n{worker.log()[-3000:]}") from None
 
 
-def future_events(users: int, seed: int, start_in: float = 6.0, span: float = 5.0,
-                  per_user: tuple[int, int] = (4, 12)) -> list[dict[str, Any]]:
+def future_events(
+    users: int,
+    seed: int,
+    start_in: float = 6.0,
+    span: float = 5.0,
+    per_user: tuple[int, int] = (4, 12),
+) -> list[dict[str, Any]]:
     """Events for the mixed patterns, timed a little in the future.
 
     Event times after the wall clock make the runtime see every event of a user
@@ -237,15 +272,25 @@ def future_events(users: int, seed: int, start_in: float = 6.0, span: float = 5.
     events = []
     for number in range(users):
         user = f"u{seed}-{number}"
-        times = sorted(base + rng.randrange(int(span * 1_000_000)) for _ in range(rng.randint(*per_user)))
+        times = sorted(
+            base + rng.randrange(int(span * 1_000_000)) for _ in range(rng.randint(*per_user))
+        )
         for moment in times:
             name = rng.choice(("view", "view", "view", "cart", "buy"))
-            attributes: dict[str, Any] = {"sku": f"s{rng.randint(1, 3)}",
-                                          "category": rng.choice(("shoes", "bags"))}
+            attributes: dict[str, Any] = {
+                "sku": f"s{rng.randint(1, 3)}",
+                "category": rng.choice(("shoes", "bags")),
+            }
             if name == "buy":
                 attributes["amount"] = rng.choice((10, 30, 60, "n/a"))
-            events.append({"user_id": user, "event": name, "timestamp": _iso(moment),
-                           "attributes": attributes})
+            events.append(
+                {
+                    "user_id": user,
+                    "event": name,
+                    "timestamp": _iso(moment),
+                    "attributes": attributes,
+                }
+            )
     events.sort(key=lambda e: e["timestamp"])
     return events
 

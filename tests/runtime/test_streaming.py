@@ -73,8 +73,10 @@ def past_events(users: int, seed: int, per_user: tuple[int, int] = (6, 14)) -> l
                     "user_id": f"p{seed}-{number}",
                     "event": rng.choice(("view", "view", "cart", "buy")),
                     "timestamp": format_us(moment),
-                    "attributes": {"category": rng.choice(("shoes", "bags")),
-                                   "sku": f"s{rng.randint(1, 3)}"},
+                    "attributes": {
+                        "category": rng.choice(("shoes", "bags")),
+                        "sku": f"s{rng.randint(1, 3)}",
+                    },
                 }
             )
     return events
@@ -88,12 +90,22 @@ def test_parity_with_replay_on_every_pattern_kind(broker: EmbeddedBroker, tmp_pa
         events = future_events(300, seed=1)
         expected = replay_records(MIXED, events, drain=True, workdir=tmp_path)
         kinds = Counter(r.get("action", r["kind"]) for r in expected)
-        assert {"publish", "log_contact", "suppress_offers", "set_attribute", "trigger_events",
-                "qualify_segments", "resegment"} <= set(kinds), kinds
+        assert {
+            "publish",
+            "log_contact",
+            "suppress_offers",
+            "set_attribute",
+            "trigger_events",
+            "qualify_segments",
+            "resegment",
+        } <= set(kinds), kinds
         run(produce(broker.bootstrap, "eventpatterns-events", events, user_key()))
         want = Counter(audit_key(r) for r in expected)
-        wait_until(lambda: Counter(audit_key(r) for r in audit(reader)) == want, timeout=90,
-                   message=f"{sum(want.values())} audit records equal to replay's")
+        wait_until(
+            lambda: Counter(audit_key(r) for r in audit(reader)) == want,
+            timeout=90,
+            message=f"{sum(want.values())} audit records equal to replay's",
+        )
         published = [r for r in expected if r.get("action") == "publish"]
         sent = Counter(m.value for m in reader.of("rt-offers") + reader.of("rt-reminders"))
         assert sent == Counter(
@@ -115,14 +127,22 @@ def test_two_workers_one_killed_mid_stream(broker: EmbeddedBroker, tmp_path: Pat
         events = past_events(400, seed=2)
         half = len(events) // 2
         run(produce(broker.bootstrap, "eventpatterns-events", events[:half], user_key()))
-        wait_until(lambda: metric(first, "eventpatterns_events_total") > 10
-                   and metric(second, "eventpatterns_events_total") > 10,
-                   timeout=30, message="both workers applying events")
+        wait_until(
+            lambda: (
+                metric(first, "eventpatterns_events_total") > 10
+                and metric(second, "eventpatterns_events_total") > 10
+            ),
+            timeout=30,
+            message="both workers applying events",
+        )
         first.kill()
         run(produce(broker.bootstrap, "eventpatterns-events", events[half:], user_key()))
         expected = Counter(audit_key(r) for r in replay_records(COUNTING, events, workdir=tmp_path))
-        wait_until(lambda: Counter(audit_key(r) for r in deduplicated(audit(reader))) == expected,
-                   timeout=90, message="every user's records, as replay says, after the kill")
+        wait_until(
+            lambda: Counter(audit_key(r) for r in deduplicated(audit(reader))) == expected,
+            timeout=90,
+            message="every user's records, as replay says, after the kill",
+        )
         # Duplicates, if any, are exact re-productions under the same id.
         by_id: dict[str, set[bytes]] = {}
         for record in audit(reader):
@@ -145,8 +165,11 @@ def test_restart_recovers_state_from_the_changelog(broker: EmbeddedBroker, tmp_p
     try:
         wait_ready(worker, broker.bootstrap)
         run(produce(broker.bootstrap, "eventpatterns-events", events[:half], user_key()))
-        wait_until(lambda: Counter(audit_key(r) for r in audit(reader)) == expected_first,
-                   timeout=60, message="the first half's records")
+        wait_until(
+            lambda: Counter(audit_key(r) for r in audit(reader)) == expected_first,
+            timeout=60,
+            message="the first half's records",
+        )
     finally:
         assert worker.stop() is not None
     again = Worker(broker.url, COUNTING, tmp_path, name="second").start()
@@ -155,8 +178,11 @@ def test_restart_recovers_state_from_the_changelog(broker: EmbeddedBroker, tmp_p
         run(produce(broker.bootstrap, "eventpatterns-events", events[half:], user_key()))
         expected = Counter(audit_key(r) for r in replay_records(COUNTING, events, workdir=tmp_path))
         # Counting goes on from the recovered state: the whole is what replay says of the whole.
-        wait_until(lambda: Counter(audit_key(r) for r in deduplicated(audit(reader))) == expected,
-                   timeout=60, message="records of both halves equal to one replay")
+        wait_until(
+            lambda: Counter(audit_key(r) for r in deduplicated(audit(reader))) == expected,
+            timeout=60,
+            message="records of both halves equal to one replay",
+        )
     finally:
         reader.close()
         again.stop()
@@ -180,8 +206,11 @@ def test_bad_input_goes_to_the_dead_letter_topic(broker: EmbeddedBroker, tmp_pat
         mixed: list[bytes | dict[str, Any]] = [*bad[:3], *good, *bad[3:]]
         # Good events keyed by user (their order matters); bad ones as they come.
         run(produce(broker.bootstrap, "eventpatterns-events", mixed, user_key()))
-        wait_until(lambda: len(reader.of("eventpatterns-dlq")) == len(bad), timeout=30,
-                   message="every bad record in the DLQ")
+        wait_until(
+            lambda: len(reader.of("eventpatterns-dlq")) == len(bad),
+            timeout=30,
+            message="every bad record in the DLQ",
+        )
         dead = reader.of("eventpatterns-dlq")
         assert sorted(m.value for m in dead) == sorted(bad)
         reasons = [dict(m.headers)["reason"].decode() for m in dead]
@@ -189,8 +218,11 @@ def test_bad_input_goes_to_the_dead_letter_topic(broker: EmbeddedBroker, tmp_pat
         assert any("user_id" in r for r in reasons)
         assert any("too large" in r for r in reasons)
         expected = Counter(audit_key(r) for r in replay_records(COUNTING, good, workdir=tmp_path))
-        wait_until(lambda: Counter(audit_key(r) for r in audit(reader)) == expected, timeout=30,
-                   message="the good events processed around the bad ones")
+        wait_until(
+            lambda: Counter(audit_key(r) for r in audit(reader)) == expected,
+            timeout=30,
+            message="the good events processed around the bad ones",
+        )
         assert metric(worker, "eventpatterns_bad_events_total") == len(bad)
     finally:
         reader.close()
@@ -200,8 +232,15 @@ def test_bad_input_goes_to_the_dead_letter_topic(broker: EmbeddedBroker, tmp_pat
 def _clicks(user: str, gender: str, age: int, start_ns: int) -> list[dict[str, Any]]:
     steps = [("clothing", "VD1"), ("shoes", "VD2"), ("clothing", "VD3")]
     return [
-        {"timestamp": start_ns + i * 1_000_000_000, "userId": user, "category": c,
-         "productId": p, "gender": gender, "age": age, "ip": "10.0.0.1"}
+        {
+            "timestamp": start_ns + i * 1_000_000_000,
+            "userId": user,
+            "category": c,
+            "productId": p,
+            "gender": gender,
+            "age": age,
+            "ip": "10.0.0.1",
+        }
         for i, (c, p) in enumerate(steps)
     ]
 
@@ -215,9 +254,21 @@ def own_redis(tmp_path: Path) -> Any:
 
     def start() -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(tmp_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=port)
         wait_until(lambda: _pings(client), timeout=10, message="redis-server")
@@ -236,45 +287,80 @@ def _pings(client: redis.Redis) -> bool:
         return False
 
 
-def test_redis_transition_log_and_redis_outage(broker: EmbeddedBroker, tmp_path: Path,
-                                               own_redis: Any) -> None:
+def test_redis_transition_log_and_redis_outage(
+    broker: EmbeddedBroker, tmp_path: Path, own_redis: Any
+) -> None:
     port, holder, start = own_redis
-    worker = Worker(broker.url, CLICKSTREAM, tmp_path,
-                    EVENTPATTERNS_REDIS_URL=f"redis://127.0.0.1:{port}/0").start()
+    worker = Worker(
+        broker.url, CLICKSTREAM, tmp_path, EVENTPATTERNS_REDIS_URL=f"redis://127.0.0.1:{port}/0"
+    ).start()
     reader = TopicReader(broker.bootstrap, "special-offers")
     client = redis.Redis(port=port, decode_responses=True)
     try:
         wait_ready(worker, broker.bootstrap)
         start_ns = 1_700_221_869_000_000_000
-        run(produce(broker.bootstrap, "enriched-click-data",
-                    _clicks("sad-music-boxing", "F", 31, start_ns), user_key("userId")))
+        run(
+            produce(
+                broker.bootstrap,
+                "enriched-click-data",
+                _clicks("sad-music-boxing", "F", 31, start_ns),
+                user_key("userId"),
+            )
+        )
         wait_until(lambda: len(reader.of("special-offers")) == 1, timeout=30, message="offer2")
         assert orjson.loads(reader.of("special-offers")[0].value) == [
             {"Timestamp": start_ns + 2_000_000_000, "Tags": {}, "Id": "offer", "Value": "offer2"}
         ]
-        entries = wait_until(lambda: client.xrange("eventpatterns:transitions"), timeout=10,
-                             message="transition log entries")
+        entries = wait_until(
+            lambda: client.xrange("eventpatterns:transitions"),
+            timeout=10,
+            message="transition log entries",
+        )
         lines = [fields["line"] for _, fields in entries]
         assert "[User sad-music-boxing triggered offer offer2]" in lines
-        assert any(line.startswith("[User sad-music-boxing entered state met]"
-                                   "[Event: clicked VD3][Category: clothing]") for line in lines)
+        assert any(
+            line.startswith(
+                "[User sad-music-boxing entered state met][Event: clicked VD3][Category: clothing]"
+            )
+            for line in lines
+        )
 
         holder["process"].kill()
         holder["process"].wait()
-        run(produce(broker.bootstrap, "enriched-click-data",
-                    _clicks("calm-river-delta", "M", 40, start_ns), user_key("userId")))
-        wait_until(lambda: len(reader.of("special-offers")) == 2, timeout=30,
-                   message="an offer while Redis is down")
+        run(
+            produce(
+                broker.bootstrap,
+                "enriched-click-data",
+                _clicks("calm-river-delta", "M", 40, start_ns),
+                user_key("userId"),
+            )
+        )
+        wait_until(
+            lambda: len(reader.of("special-offers")) == 2,
+            timeout=30,
+            message="an offer while Redis is down",
+        )
         holder["process"] = start()
-        run(produce(broker.bootstrap, "enriched-click-data",
-                    _clicks("brave-comet", "F", 28, start_ns), user_key("userId")))
+        run(
+            produce(
+                broker.bootstrap,
+                "enriched-click-data",
+                _clicks("brave-comet", "F", 28, start_ns),
+                user_key("userId"),
+            )
+        )
         wait_until(lambda: len(reader.of("special-offers")) == 3, timeout=30, message="offer 3")
         # The writer reconnects: what was queued during the outage and the new entries arrive.
         wait_until(
-            lambda: {"[User calm-river-delta triggered offer offer1]",
-                     "[User brave-comet triggered offer offer2]"}
-            <= {f["line"] for _, f in client.xrange("eventpatterns:transitions")},
-            timeout=30, message="entries after Redis came back",
+            lambda: (
+                {
+                    "[User calm-river-delta triggered offer offer1]",
+                    "[User brave-comet triggered offer offer2]",
+                }
+                <= {f["line"] for _, f in client.xrange("eventpatterns:transitions")}
+            ),
+            timeout=30,
+            message="entries after Redis came back",
         )
     finally:
         reader.close()
@@ -286,11 +372,27 @@ OFFER = re.compile(rb'\[\{"Timestamp":\d{19},"Tags":\{\},"Id":"offer","Value":"o
 
 def test_demo_runs_headless_and_produces_offers(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "eventpatterns.cli", "demo", "--duration", "30", "--no-tui",
-         "--users", "60", "--rate", "150"],
-        cwd=REPO, capture_output=True, timeout=120,
-        env={**__import__("os").environ, "EVENTPATTERNS_WEB_PORT": str(free_port()),
-             "EVENTPATTERNS_REDIS_URL": ""},
+        [
+            sys.executable,
+            "-m",
+            "eventpatterns.cli",
+            "demo",
+            "--duration",
+            "30",
+            "--no-tui",
+            "--users",
+            "60",
+            "--rate",
+            "150",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+        env={
+            **__import__("os").environ,
+            "EVENTPATTERNS_WEB_PORT": str(free_port()),
+            "EVENTPATTERNS_REDIS_URL": "",
+        },
     )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     offers = [line for line in result.stdout.splitlines() if line.startswith(b"special-offers")]

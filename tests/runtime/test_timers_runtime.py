@@ -37,7 +37,10 @@ patterns:
     type: match_all
     events: [{{event: signup}}]
     on_met:
-      - {{action: publish, topic: rt-timed, value: {{kind: delay, user: "${{user_id}}"}}, delay: {delay}}}
+      - action: publish
+        topic: rt-timed
+        value: {{kind: delay, user: "${{user_id}}"}}
+        delay: {delay}
       - {{action: publish, topic: rt-timed, value: {{kind: at, user: "${{user_id}}"}}, at: "{at}"}}
       - {{action: log_contact, offer: promo, delay: {delay}}}
   - id: abandoned_cart
@@ -47,7 +50,9 @@ patterns:
     checkpoints:
       - after: {checkpoint}
         actions:
-          - {{action: publish, topic: rt-timed, value: {{kind: reminder, user: "${{user_id}}", sku: "${{sku}}"}}}}
+          - action: publish
+            topic: rt-timed
+            value: {{kind: reminder, user: "${{user_id}}", sku: "${{sku}}"}}
   - id: contacted
     type: match_all
     events: [{{event: offerContacted, offer: promo}}]
@@ -79,23 +84,37 @@ def now_events(users: list[str], names: tuple[str, ...]) -> list[dict[str, Any]]
 
 
 def timed_records(reader: TopicReader) -> list[dict[str, Any]]:
-    return [r for r in audit(reader) if r.get("action") in ("publish", "log_contact")
-            and r["pattern"] in ("delayed", "abandoned_cart")]
+    return [
+        r
+        for r in audit(reader)
+        if r.get("action") in ("publish", "log_contact")
+        and r["pattern"] in ("delayed", "abandoned_cart")
+    ]
 
 
-def test_delays_at_times_and_checkpoints_fire_on_time(broker: EmbeddedBroker,
-                                                      tmp_path: Path) -> None:
+def test_delays_at_times_and_checkpoints_fire_on_time(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
     patterns = write_timers_file(tmp_path, delay="3s", checkpoint="4s", at_in=25)
     worker = Worker(broker.url, patterns, tmp_path).start()
     reader = TopicReader(broker.bootstrap, ACTIONS, "rt-timed")
     try:
         wait_ready(worker, broker.bootstrap)
         users = [f"t{n}" for n in range(20)]
-        run(produce(broker.bootstrap, "eventpatterns-events",
-                    now_events(users, ("signup", "add_to_cart")), user_key()))
+        run(
+            produce(
+                broker.bootstrap,
+                "eventpatterns-events",
+                now_events(users, ("signup", "add_to_cart")),
+                user_key(),
+            )
+        )
         # 20 delayed publishes, 20 `at` publishes, 20 delayed contacts, 20 reminders.
-        wait_until(lambda: len(timed_records(reader)) == 80, timeout=60,
-                   message="every delayed, scheduled and checkpoint action")
+        wait_until(
+            lambda: len(timed_records(reader)) == 80,
+            timeout=60,
+            message="every delayed, scheduled and checkpoint action",
+        )
         lateness = []
         for message in reader.of(ACTIONS):
             record = __import__("orjson").loads(message.value)
@@ -105,13 +124,22 @@ def test_delays_at_times_and_checkpoints_fire_on_time(broker: EmbeddedBroker,
         assert len(lateness) == 80
         assert max(lateness) < 1.0, sorted(lateness)[-5:]
         assert min(lateness) > -0.01  # never early
-        kinds = Counter(m.value.decode().split('"kind":"')[1].split('"')[0]
-                        for m in reader.of("rt-timed"))
+        kinds = Counter(
+            m.value.decode().split('"kind":"')[1].split('"')[0] for m in reader.of("rt-timed")
+        )
         assert kinds == {"delay": 20, "at": 20, "reminder": 20}
         # The delayed contact posted its macro event, which met `contacted`.
-        wait_until(lambda: sum(r["pattern"] == "contacted" and r.get("action") == "set_attribute"
-                               for r in audit(reader)) == 20, timeout=10,
-                   message="macro events of the delayed contacts")
+        wait_until(
+            lambda: (
+                sum(
+                    r["pattern"] == "contacted" and r.get("action") == "set_attribute"
+                    for r in audit(reader)
+                )
+                == 20
+            ),
+            timeout=10,
+            message="macro events of the delayed contacts",
+        )
     finally:
         reader.close()
         worker.stop()
@@ -126,9 +154,13 @@ def test_timers_survive_a_killed_worker(broker: EmbeddedBroker, tmp_path: Path) 
         wait_ready(first, broker.bootstrap)
         events = now_events(users, ("signup", "add_to_cart"))
         run(produce(broker.bootstrap, "eventpatterns-events", events, user_key()))
-        wait_until(lambda: sum(r.get("to") == "met" and r["pattern"] == "delayed"
-                               for r in audit(reader)) == 30, timeout=30,
-                   message="the signups applied (timers pending)")
+        wait_until(
+            lambda: (
+                sum(r.get("to") == "met" and r["pattern"] == "delayed" for r in audit(reader)) == 30
+            ),
+            timeout=30,
+            message="the signups applied (timers pending)",
+        )
     finally:
         first.kill()
     # Some timers fall due while no worker runs.
@@ -136,12 +168,18 @@ def test_timers_survive_a_killed_worker(broker: EmbeddedBroker, tmp_path: Path) 
     wait_until(lambda: time.time() > earliest_due + 1, timeout=10, message="a timer's due time")
     second = Worker(broker.url, patterns, tmp_path, name="second").start()
     try:
-        expected = [r for r in replay_records(patterns, events, drain=True, workdir=tmp_path)
-                    if r.get("action") in ("publish", "log_contact")]
+        expected = [
+            r
+            for r in replay_records(patterns, events, drain=True, workdir=tmp_path)
+            if r.get("action") in ("publish", "log_contact")
+        ]
         assert len(expected) == 120
         want = Counter(audit_key(r) for r in expected)
-        wait_until(lambda: Counter(audit_key(r) for r in deduplicated(timed_records(reader)))
-                   == want, timeout=60, message="every timer fired after the restart")
+        wait_until(
+            lambda: Counter(audit_key(r) for r in deduplicated(timed_records(reader))) == want,
+            timeout=60,
+            message="every timer fired after the restart",
+        )
         # Each took effect once: no record repeated under another id.
         distinct = Counter(audit_key(r) for r in deduplicated(timed_records(reader)))
         assert all(count == 1 for count in distinct.values())
@@ -153,8 +191,9 @@ def test_timers_survive_a_killed_worker(broker: EmbeddedBroker, tmp_path: Path) 
         second.stop()
 
 
-def test_timers_of_a_killed_worker_fire_on_the_other(broker: EmbeddedBroker,
-                                                     tmp_path: Path) -> None:
+def test_timers_of_a_killed_worker_fire_on_the_other(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
     patterns = write_timers_file(tmp_path, delay="12s", checkpoint="14s", at_in=16)
     one = Worker(broker.url, patterns, tmp_path, name="one").start()
     two = Worker(broker.url, patterns, tmp_path, name="two").start()
@@ -165,15 +204,25 @@ def test_timers_of_a_killed_worker_fire_on_the_other(broker: EmbeddedBroker,
         wait_ready(two, broker.bootstrap)
         events = now_events(users, ("signup", "add_to_cart"))
         run(produce(broker.bootstrap, "eventpatterns-events", events, user_key()))
-        wait_until(lambda: sum(r.get("to") == "met" and r["pattern"] == "delayed"
-                               for r in audit(reader)) == 40, timeout=30,
-                   message="the signups applied on both workers")
+        wait_until(
+            lambda: (
+                sum(r.get("to") == "met" and r["pattern"] == "delayed" for r in audit(reader)) == 40
+            ),
+            timeout=30,
+            message="the signups applied on both workers",
+        )
         one.kill()
-        expected = [r for r in replay_records(patterns, events, drain=True, workdir=tmp_path)
-                    if r.get("action") in ("publish", "log_contact")]
+        expected = [
+            r
+            for r in replay_records(patterns, events, drain=True, workdir=tmp_path)
+            if r.get("action") in ("publish", "log_contact")
+        ]
         want = Counter(audit_key(r) for r in expected)
-        wait_until(lambda: Counter(audit_key(r) for r in deduplicated(timed_records(reader)))
-                   == want, timeout=90, message="all 40 users' timers fired by the survivor")
+        wait_until(
+            lambda: Counter(audit_key(r) for r in deduplicated(timed_records(reader))) == want,
+            timeout=90,
+            message="all 40 users' timers fired by the survivor",
+        )
     finally:
         reader.close()
         one.kill()
@@ -196,8 +245,11 @@ def test_parity_with_replay_drain_including_at(broker: EmbeddedBroker, tmp_path:
         expected = replay_records(patterns, events, drain=True, workdir=tmp_path)
         run(produce(broker.bootstrap, "eventpatterns-events", events, user_key()))
         want = Counter(audit_key(r) for r in expected)
-        wait_until(lambda: Counter(audit_key(r) for r in audit(reader)) == want, timeout=90,
-                   message=f"{sum(want.values())} records equal to replay --drain")
+        wait_until(
+            lambda: Counter(audit_key(r) for r in audit(reader)) == want,
+            timeout=90,
+            message=f"{sum(want.values())} records equal to replay --drain",
+        )
     finally:
         reader.close()
         worker.stop()

@@ -1,0 +1,84 @@
+"""The timer index and the APScheduler-hosted timer service (wake-ups send ticks)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from eventpatterns.scheduler import TimerIndex, TimerService, now_us
+
+
+def test_index_pops_due_users_in_due_order_and_forgets_them() -> None:
+    index = TimerIndex()
+    index.set("a", 0, 30)
+    index.set("b", 1, 10)
+    index.set("c", 2, 20)
+    index.set("b", 1, 25)  # rescheduled later
+    assert index.earliest() == 20
+    assert index.pop_due(25) == [("c", 2, 20), ("b", 1, 25)]
+    assert index.earliest() == 30 and len(index) == 1
+
+
+def test_index_drops_users_of_revoked_partitions() -> None:
+    index = TimerIndex()
+    index.set("a", 0, 5)
+    index.set("b", 1, 6)
+    assert index.drop_partitions({0}) == 1
+    assert index.pop_due(100) == [("b", 1, 6)]
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcdef"), st.one_of(st.none(), st.integers(0, 50)))))
+def test_index_agrees_with_a_plain_dict(updates: list[tuple[str, int | None]]) -> None:
+    index = TimerIndex()
+    model: dict[str, int] = {}
+    for user, due in updates:
+        index.set(user, 0, due)
+        if due is None:
+            model.pop(user, None)
+        else:
+            model[user] = due
+    assert index.earliest() == (min(model.values()) if model else None)
+    popped = index.pop_due(25)
+    assert sorted((u, d) for u, _, d in popped) == sorted(
+        (u, d) for u, d in model.items() if d <= 25
+    )
+    assert [d for _, _, d in popped] == sorted(d for _, _, d in popped)
+
+
+async def test_service_sends_ticks_when_due() -> None:
+    sent: list[tuple[str, int]] = []
+    service = TimerService(lambda user, due: sent.append((user, due)))
+    service.start()
+    try:
+        now = now_us()
+        service.update("late", 0, now - 5_000_000)  # due while nobody ran: fires at once
+        service.update("soon", 1, now + 300_000)
+        service.update("later", 2, now + 60_000_000)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while len(sent) < 2 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert sent == [("late", now - 5_000_000), ("soon", now + 300_000)]
+        assert now_us() >= now + 300_000  # not early
+        assert service.index.earliest() == now + 60_000_000
+    finally:
+        service.shutdown()
+
+
+async def test_a_failed_send_is_retried() -> None:
+    attempts: list[str] = []
+
+    def flaky(user: str, due: int) -> None:
+        attempts.append(user)
+        if len(attempts) == 1:
+            raise ConnectionError("broker away")
+
+    service = TimerService(flaky, clock=lambda: 10)
+    service.update("u", 3, 5)
+    service.wake()
+    assert attempts == ["u"] and service.index.earliest() == 5
+    service.wake()  # the next wake-up (at least a second later in real time) retries
+    assert attempts == ["u", "u"] and service.index.earliest() is None
+    service.shutdown()
