@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     )
     app_id: str = Field(
         default="eventpatterns",
-        description="EVENTPATTERNS_APP_ID: consumer group and prefix of internal topics.",
+        description="EVENTPATTERNS_APP_ID: the consumer group, and the prefix of the tables' changelog topics.",
     )
     partitions: int = Field(
         default=4,
@@ -43,7 +43,11 @@ class Settings(BaseSettings):
         description="EVENTPATTERNS_PARTITIONS: partitions of the input and internal topics "
         "(the most workers that can share the load).",
     )
-    replication_factor: int = Field(default=1, ge=1, description="EVENTPATTERNS_REPLICATION_FACTOR")
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="EVENTPATTERNS_REPLICATION_FACTOR: replicas of the topics the worker creates.",
+    )
     store: str = Field(
         default="memory://",
         description="EVENTPATTERNS_STORE: table store; memory:// or rocksdb:// (needs the "
@@ -53,7 +57,10 @@ class Settings(BaseSettings):
         default=".eventpatterns-data",
         description="EVENTPATTERNS_DATA_DIR: where Faust keeps local table files.",
     )
-    web_host: str = Field(default="127.0.0.1", description="EVENTPATTERNS_WEB_HOST")
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="EVENTPATTERNS_WEB_HOST: address the HTTP server binds (0.0.0.0 in containers).",
+    )
     web_port: int = Field(
         default=6066, description="EVENTPATTERNS_WEB_PORT: HTTP API, metrics and dashboard."
     )
@@ -96,7 +103,9 @@ class Settings(BaseSettings):
         description="EVENTPATTERNS_API_TOKEN: when set, the HTTP API wants "
         "'Authorization: Bearer <token>' (all but /metrics).",
     )
-    log_level: str = Field(default="warning", description="EVENTPATTERNS_LOG_LEVEL")
+    log_level: str = Field(
+        default="warning", description="EVENTPATTERNS_LOG_LEVEL: debug, info, warning or error."
+    )
 
     # Internal topic names, derived from app_id unless set.
     events_topic: str = Field(
@@ -105,13 +114,17 @@ class Settings(BaseSettings):
         "foreign records).",
     )
     timers_topic: str = Field(
-        default="eventpatterns-timers", description="EVENTPATTERNS_TIMERS_TOPIC"
+        default="eventpatterns-timers",
+        description="EVENTPATTERNS_TIMERS_TOPIC: timer ticks and reset commands, keyed by user id.",
     )
     actions_topic: str = Field(
         default="eventpatterns-actions",
         description="EVENTPATTERNS_ACTIONS_TOPIC: the audit trail of transitions and actions.",
     )
-    dlq_topic: str = Field(default="eventpatterns-dlq", description="EVENTPATTERNS_DLQ_TOPIC")
+    dlq_topic: str = Field(
+        default="eventpatterns-dlq",
+        description="EVENTPATTERNS_DLQ_TOPIC: bad records, raw, with the reason in headers.",
+    )
     history_topic: str = Field(
         default="eventpatterns-history",
         description="EVENTPATTERNS_HISTORY_TOPIC: contact and response history.",
@@ -130,8 +143,8 @@ def settings_table() -> list[tuple[str, str, str]]:
     """(variable, default, description) for docs and `eventpatterns settings`."""
     rows = []
     for name, field in Settings.model_fields.items():
-        description = field.description or ""
         variable = f"EVENTPATTERNS_{name.upper()}"
-        text = description.split(": ", 1)[1] if description.startswith(variable) else description
-        rows.append((variable, repr(field.default), text))
+        text = (field.description or "").removeprefix(f"{variable}: ")
+        default = "examples/clickstream.yaml" if field.default_factory else repr(field.default)
+        rows.append((variable, default, text))
     return rows
