@@ -86,7 +86,9 @@ class ActionRunner:
                 [index, trigger, dict(event_attributes), dict(aliases), depth],
             )
             return
-        self.run(state, pattern, action, trigger, event_attributes, aliases, now, depth, records, queue)
+        self.run(
+            state, pattern, action, trigger, event_attributes, aliases, now, depth, records, queue
+        )
 
     @staticmethod
     def _action_index(pattern: Pattern, action: Action) -> list[int]:
@@ -169,7 +171,9 @@ class ActionRunner:
                 record["suppressed"] = True
             else:
                 records.append(record)
-                self._post(state, pattern, _LOG_MACROS[kind], {"offer": code}, now, depth, records, queue)
+                self._post(
+                    state, pattern, _LOG_MACROS[kind], {"offer": code}, now, depth, records, queue
+                )
                 return
         elif kind == "set_attribute":
             value = storable(
@@ -260,7 +264,8 @@ class ActionRunner:
         if fields["offers"] is not None:
             return list(fields["offers"])
         where = fields["where"]
-        return [code for code, attributes in self.definitions.offers.items() if where.test(attributes)]
+        offers = self.definitions.offers
+        return [code for code, attributes in offers.items() if where.test(attributes)]
 
     def resegment(self, state: UserState) -> None:
         """Recompute membership of the file's segments; other segments are left as they are."""

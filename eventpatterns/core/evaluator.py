@@ -9,6 +9,7 @@ user when `state.next_due()` is reached.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import deque
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ MAX_OCCURRENCES = 1000
 """Occurrences kept per composing event in a window when aggregates need them all."""
 
 Record = dict[str, Any]
+_INT64 = 1 << 63
 _EMPTY: Mapping[str, Any] = {}
 
 
@@ -216,16 +218,30 @@ class Engine:
         now = event.time
         windowed = pattern.duration is not None
         if windowed:
-            _prune_window(pattern, ps, now)
+            assert pattern.duration is not None
+            # The window ends at this occurrence, or, for a late event, at the pattern's
+            # latest occurrence: a late event joins the current window if it lies in it,
+            # and cannot make the pattern forget what was recorded after it.
+            end = max([now, *(store[-1][0] for store in ps.occurrences if store)])
+            if now <= end - pattern.duration:
+                return  # a late event older than the current window does not count
+            _prune_window(pattern, ps, end)
         starts_cycle = bool(pattern.checkpoints) and not ps.has_occurrences()
         for step in matched:
             _store(pattern, ps, step, now, state.seq, attributes)
         completed: dict[str, Any] | None = None
         if pattern.type == "sequence":
-            completed = _extend_runs(pattern, ps, matched, now, state.seq, attributes, state.profile)
+            completed = _extend_runs(
+                pattern, ps, matched, now, state.seq, attributes, state.profile
+            )
         if starts_cycle:
             self._start_checkpoint_cycle(state, pattern, attributes, event.depth, now)
         holds = _condition(pattern, ps, completed, now)
+        if holds and completed is None and pattern.type == "sequence":
+            # Met through a chain kept from before (a suspension ended, an aggregate now
+            # holds): its aliases are what on_met templates read.
+            total = len(pattern.events)
+            completed = next((run[5] for run in ps.runs if run[0] == total), None)
         if holds and ps.status == NOT_MET:
             self._met(state, pattern, ps, event, attributes, completed or {}, records, queue)
         elif not holds and ps.status == MET:
@@ -268,8 +284,6 @@ class Engine:
             state.add_timer(
                 now + pattern.extend, TIMER_EXTENSION_END, pattern.id, pattern.fingerprint, None
             )
-        elif pattern.mode == "unbounded":
-            ps.runs = []
         for action in pattern.on_met:
             self.actions.schedule_or_run(
                 state, pattern, action, "met", attributes, aliases, now, event.depth,
@@ -374,19 +388,33 @@ def _store(
             for value in values:
                 store.extend([0, value, value])
         store[0] += 1
+        store[1] = min(store[1], now)  # a late event can be the first
         store[2] = max(store[2], now)
         for position, value in enumerate(values):
             base = 3 + 3 * position
-            store[base] += value
+            total = store[base] + value
+            if isinstance(total, int) and not -_INT64 <= total < _INT64:
+                total = float(total)  # the state must stay encodable (64-bit integers)
+            store[base] = total
             store[base + 1] = min(store[base + 1], value)
             store[base + 2] = max(store[base + 2], value)
         return
-    store.append([now, seq, *values])
+    occurrence = [now, seq, *values]
+    if store and store[-1][0] > now:
+        # A late event: keep the store in time order, so that pruning the window and
+        # keeping the most recent occurrences work by time, not by arrival.
+        bisect.insort(store, occurrence, key=_time_of)
+    else:
+        store.append(occurrence)
     limit = step.keep_last if step.keep_last is not None else MAX_OCCURRENCES
     if len(store) > limit:
         if step.keep_last is None:
             ps.dropped += len(store) - limit
         del store[: len(store) - limit]
+
+
+def _time_of(occurrence: list[Any]) -> int:
+    return int(occurrence[0])
 
 
 def step_count(pattern: Pattern, ps: PatternState, step: Composing) -> int:
@@ -406,7 +434,7 @@ def aggregate_value(pattern: Pattern, ps: PatternState, step: Composing, aggrega
         if fn == "sum":
             return float(store[base])
         if fn == "avg":
-            return float(store[base]) / store[0]
+            return float(store[base]) / int(store[0])
         return float(store[base + 1] if fn == "min" else store[base + 2])
     values = [occurrence[aggregate.column + 1] for occurrence in store]
     if fn == "sum":

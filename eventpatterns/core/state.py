@@ -54,7 +54,8 @@ class PatternState:
         """Per composing event. Windowed: [[time, seq, value...], ...] oldest first.
         Unbounded: [count, first_time, last_time, sum, min, max (per aggregated attribute)...]."""
         self.runs: list[list[Any]] = []
-        """Sequence partial matches: [steps_matched, start_time, start_seq, last_time, last_seq, bound]."""
+        """Sequence partial matches:
+        [steps_matched, start_time, start_seq, last_time, last_seq, bound]."""
         self.last_value: Any = MISSING
         """For ignore_repeats: the previous composing event's value (MISSING: none)."""
         self.suspended_until: int | None = None
