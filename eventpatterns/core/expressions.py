@@ -181,8 +181,27 @@ def _eq(a: Any, b: Any) -> Any:
         return False
 
 
+def _kind(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list | tuple):
+        return "sequence"
+    return type(value).__name__
+
+
 def _ne(a: Any, b: Any) -> Any:
+    """`!=` between incompatible types (a string and a number) is false, as SPEC section 3 says.
+
+    `None` compares with anything, so `x != None` still means "x is set".
+    """
     if a is MISSING or b is MISSING:
+        return False
+    kind_a, kind_b = _kind(a), _kind(b)
+    if kind_a != kind_b and "none" not in (kind_a, kind_b):
         return False
     try:
         return a != b

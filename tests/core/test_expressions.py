@@ -206,7 +206,13 @@ VALUE_CASES: list[tuple[str, Any]] = [
     ("1 < 2 < 3", True),
     ("1 < 3 < 2", False),
     ("age == 30 == age", True),
-    ("'a' in tags != False", True),
+    ("'a' in tags != False", False),  # a list and a bool: incompatible, so not "unequal"
+    ("'s' != 0", False),
+    ("category != 5", False),
+    ("age != '30'", False),
+    ("nothing != 'x'", True),
+    ("category != None", True),
+    ("age != 31.5", True),
     # boolean operators
     ("gender == 'F' and 25 <= age <= 35", True),
     ("gender == 'M' and 25 <= age <= 35", False),
@@ -1027,9 +1033,26 @@ def _ref_get(obj: Any, key: str) -> Any:
     return MISSING
 
 
+def _ref_ne(a: Any, b: Any) -> bool:
+    """Incompatible types (string vs number, list vs number...) are never unequal."""
+
+    def kind(v: Any) -> str:
+        if v is None:
+            return "none"
+        if _is_number(v):
+            return "number"
+        if isinstance(v, list | tuple):
+            return "sequence"
+        return type(v).__name__
+
+    if kind(a) != kind(b) and "none" not in (kind(a), kind(b)):
+        return False
+    return bool(a != b)
+
+
 REF_CMP: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq,
-    ast.NotEq: operator.ne,
+    ast.NotEq: _ref_ne,
     ast.Lt: operator.lt,
     ast.LtE: operator.le,
     ast.Gt: operator.gt,
