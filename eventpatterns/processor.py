@@ -90,14 +90,18 @@ class Envelope:
 
     offsets: dict[str, int]
     state: UserState
+    version: str = ""
+    """The pattern-file version the state was last written under."""
 
     @staticmethod
     def decode(raw: bytes) -> Envelope:
         head, _, body = raw.partition(b"\x00")
-        return Envelope(orjson.loads(head), UserState.decode(body))
+        meta = orjson.loads(head)
+        return Envelope(meta["offsets"], UserState.decode(body), meta.get("version", ""))
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.offsets) + b"\x00" + self.state.encode()
+        meta = {"offsets": self.offsets, "version": self.version}
+        return orjson.dumps(meta) + b"\x00" + self.state.encode()
 
 
 @dataclass
@@ -159,8 +163,12 @@ class BatchProcessor:
             return held[0]
         raw = self.store.get(user_id)
         if raw is None:
-            return Envelope({}, self.engine.new_state(user_id))
-        return Envelope.decode(raw)
+            return Envelope({}, self.engine.new_state(user_id), self.version)
+        envelope = Envelope.decode(raw)
+        if envelope.version != self.version:
+            self.engine.forget_stale(envelope.state)
+            envelope.version = self.version
+        return envelope
 
     def _already_applied(self, envelope: Envelope, incoming: Incoming) -> bool:
         position = f"{incoming.topic}:{incoming.partition}"

@@ -159,3 +159,55 @@ def test_envelope_round_trip() -> None:
     decoded = Envelope.decode(envelope.encode())
     assert decoded.offsets == {"t:0": 5}
     assert decoded.state.encode() == state.encode()
+
+
+def test_a_new_pattern_file_drops_removed_patterns_and_keeps_unchanged_ones() -> None:
+    from eventpatterns.core.definitions import load_definitions
+
+    def definitions(second_threshold: int, with_third: bool) -> Any:
+        third = (
+            """
+  - id: third
+    type: counter
+    events: [{event: view, count: 9}]
+    checkpoints: [{after: 1d, actions: [{action: qualify_segments, segments: [s]}]}]
+"""
+            if with_third
+            else ""
+        )
+        return load_definitions(f"""
+version: 1
+patterns:
+  - id: first
+    type: counter
+    events: [{{event: view, count: 3}}]
+  - id: second
+    type: counter
+    events: [{{event: view, count: {second_threshold}}}]
+{third}""")
+
+    topics = Topics(
+        "eventpatterns-events",
+        TOPICS.events,
+        TOPICS.timers,
+        TOPICS.actions,
+        TOPICS.dlq,
+        TOPICS.history,
+    )
+    store = MemoryStore()
+    proc = BatchProcessor(definitions(5, True), topics, PARTITIONS, store, clock=lambda: 0)
+    view = {"user_id": "u", "event": "view", "timestamp": 1_000}
+    key_partition = partition_for(b"u", PARTITIONS)
+    batch = [Incoming(topics.events, key_partition, n, b"u", orjson.dumps(view)) for n in range(2)]
+    proc.process(batch)
+    before = Envelope.decode(store.values["u"]).state
+    assert set(before.patterns) == {"first", "second", "third"} and before.timers
+
+    proc.use(definitions(4, False))  # `second` changed, `third` removed, `first` as it was
+    proc.process([Incoming(topics.events, key_partition, 2, b"u", orjson.dumps(view))])
+    after = Envelope.decode(store.values["u"]).state
+    assert set(after.patterns) == {"first", "second"}
+    assert not after.timers
+    # `first` kept counting across the switch: its third view made it met.
+    assert after.patterns["first"].status == 1
+    assert after.patterns["second"].status == 0

@@ -70,6 +70,31 @@ class Engine:
         self._run_due_timers(state, now, records)
         return records
 
+    def forget_stale(self, state: UserState) -> bool:
+        """Drop what belongs to patterns that are gone or changed since the state was written.
+
+        A changed pattern would start fresh on first touch anyway; this also
+        frees the state and timers of removed patterns. Returns whether anything went.
+        """
+        by_id = self.definitions.by_id
+        stale = [
+            pid
+            for pid, ps in state.patterns.items()
+            if pid not in by_id or by_id[pid].fingerprint != ps.fingerprint
+        ]
+        for pid in stale:
+            del state.patterns[pid]
+        timers = [
+            timer
+            for timer in state.timers
+            if timer[3] in by_id and by_id[timer[3]].fingerprint == timer[4]
+        ]
+        if len(timers) != len(state.timers):
+            heapq.heapify(timers)
+            state.timers = timers
+            return True
+        return bool(stale)
+
     def reset(self, state: UserState, pattern_id: str, now: int) -> list[Record]:
         """The reset API (SPEC section 4)."""
         records: list[Record] = []
