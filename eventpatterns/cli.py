@@ -39,8 +39,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except TimeFormatError as error:
             print(f"--until: {error}", file=sys.stderr)
             return EXIT_BAD_PATTERNS
-    events = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")  # noqa: SIM115
-    out = sys.stdout.buffer if args.output in (None, "-") else open(args.output, "wb")  # noqa: SIM115
+    try:
+        events = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")  # noqa: SIM115
+    except OSError as error:
+        print(f"{args.events}: cannot read the events: {error.strerror or error}", file=sys.stderr)
+        return EXIT_BAD_PATTERNS
+    try:
+        out = (
+            sys.stdout.buffer if args.output in (None, "-") else open(args.output, "wb")  # noqa: SIM115
+        )
+    except OSError as error:
+        print(f"{args.output}: cannot write the output: {error.strerror or error}", file=sys.stderr)
+        if events is not sys.stdin.buffer:
+            events.close()
+        return EXIT_BAD_PATTERNS
     try:
         stats = run_replay(definitions, events, out, sys.stderr, until=until, drain=args.drain)
     finally:

@@ -112,6 +112,13 @@ def run_replay(
     drain: bool = False,
 ) -> ReplayStats:
     def write(record: dict[str, Any]) -> None:
+        if record.get("kind") == "error":
+            # SPEC section 5: a cut chain is a line on stderr in replay, not an output record
+            err.write(
+                f"error: {record.get('time')} user {record.get('user_id')} "
+                f"pattern {record.get('pattern')}: {record.get('error')}\n"
+            )
+            return
         out.write(orjson.dumps(record) + b"\n")
 
     replayer = Replayer(definitions, write)

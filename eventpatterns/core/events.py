@@ -12,11 +12,10 @@ from typing import Any
 import orjson
 
 from .spec import FieldRef, SourceSpec, TimestampRef
-from .timeutil import TimeFormatError, parse_timestamp
+from .timeutil import MAX_US, MIN_US, TimeFormatError, parse_timestamp
 
 MAX_EVENT_BYTES = 1 << 20
-_INT64 = 1 << 63
-_UNIT_TO_US = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001, "iso": 1_000}
+_UNIT_TO_US = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}
 
 
 class BadEvent(ValueError):
@@ -69,8 +68,6 @@ def event_from_record(
     if not isinstance(record, dict):
         raise BadEvent(f"an event is a JSON object, got {type(record).__name__}")
     user_id = record.get(source.user_id)
-    if isinstance(user_id, int) and not isinstance(user_id, bool):
-        user_id = str(user_id)
     if not isinstance(user_id, str) or not user_id:
         raise BadEvent(_field_problem(source.user_id, user_id, "a non-empty string"))
     name = _event_name(record, source)
@@ -113,18 +110,33 @@ def _event_time(record: dict[str, Any], spec: TimestampRef | None, received_at: 
             return parse_timestamp(value)
         except TimeFormatError as error:
             raise BadEvent(f"'{spec.field}': {error}") from None
+    if spec.unit == "iso":
+        raise BadEvent(_field_problem(spec.field, value, "an ISO-8601 timestamp with an offset"))
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadEvent(
-            _field_problem(spec.field, value, "an ISO-8601 timestamp or epoch number")
+            _field_problem(
+                spec.field, value, f"an ISO-8601 timestamp or a number of {_UNIT_NAMES[spec.unit]}"
+            )
         )
     if value != value or value in (float("inf"), float("-inf")):
         raise BadEvent(f"'{spec.field}' must be a finite number")
-    factor = _UNIT_TO_US[spec.unit]
-    micros = value // 1000 if spec.unit == "ns" and isinstance(value, int) else value * factor
-    micros = int(micros)
-    if not -_INT64 < micros < _INT64 or abs(micros) > 253402300799_000_000:
-        raise BadEvent(f"'{spec.field}' is out of range: {_short(value)}")
+    if isinstance(value, int):
+        factor = _UNIT_TO_US[spec.unit]
+        micros = value // 1000 if spec.unit == "ns" else value * int(factor)
+    else:
+        micros = int(value * _UNIT_TO_US[spec.unit])
+    if not MIN_US <= micros <= MAX_US:
+        raise BadEvent(f"'{spec.field}' is out of range (years 1 to 9999): {_short(value)}")
     return micros
+
+
+_UNIT_NAMES = {
+    "s": "seconds",
+    "ms": "milliseconds",
+    "us": "microseconds",
+    "ns": "nanoseconds",
+    "iso": "",
+}
 
 
 def _attributes(record: dict[str, Any], source: SourceSpec) -> dict[str, Any]:

@@ -7,7 +7,7 @@ validated file into the compiled objects the evaluator runs.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -67,7 +67,7 @@ class AggregateSpec(_Strict):
     fn: AggregateFn
     attribute: str = Field(min_length=1)
     op: AggregateOp
-    value: float
+    value: float = Field(allow_inf_nan=False)
 
 
 class _ActionBase(_Strict):
@@ -93,7 +93,11 @@ class _Immediate(_Strict):
     @classmethod
     def _not_delayable(cls, value: Any) -> Any:
         if value is not None:
-            raise ValueError("suppress_offers and qualify_segments take effect at once")
+            name = cls.model_fields["action"].annotation
+            kind = get_args(name)[0] if get_args(name) else "this action"
+            raise ValueError(
+                f"not allowed: {kind} always takes effect at once (no 'delay' or 'at')"
+            )
         return value
 
 
@@ -120,16 +124,27 @@ class LogRejectAction(_ActionBase):
     offer: str = Field(min_length=1)
 
 
+def _expression_text(value: Any) -> Any:
+    """A bare number or true/false is the expression of that literal."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, int | float):
+        return repr(value)
+    return value
+
+
 class SetAttributeAction(_ActionBase):
     action: Literal["set_attribute"]
     name: str = Field(min_length=1)
-    value: str = Field(min_length=1)
+    value: Annotated[str, BeforeValidator(_expression_text)] = Field(min_length=1)
 
     @field_validator("name")
     @classmethod
     def _identifier(cls, name: str) -> str:
         if not IDENTIFIER.match(name):
-            raise ValueError("must be an identifier (letters, digits, '_', not starting '_')")
+            raise ValueError(
+                "must be a name of letters, digits and '_', starting with a letter"
+            )
         return name
 
 
@@ -141,14 +156,19 @@ class TriggerEventsAction(_ActionBase):
 
 class SuppressOffersAction(_Immediate):
     action: Literal["suppress_offers"]
-    offers: list[str] | None = None
+    offers: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
     where: str | None = None
     duration: Duration | None = None
 
     @model_validator(mode="after")
     def _offers_or_where(self) -> SuppressOffersAction:
-        if (self.offers is None) == (self.where is None):
-            raise ValueError("give exactly one of 'offers' or 'where'")
+        if self.offers is not None and self.where is not None:
+            raise ValueError("give either 'offers' or 'where', not both")
+        if self.offers is None and self.where is None:
+            raise ValueError(
+                "needs 'offers' (a list of offer codes) or 'where' (a test on the offers' "
+                "attributes)"
+            )
         return self
 
 
@@ -207,7 +227,7 @@ class _EventRef(_Strict):
 
 class ComposingEventSpec(_EventRef):
     count: int | None = Field(default=None, ge=1)
-    weight: float | None = Field(default=None, gt=0)
+    weight: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     alias: str | None = Field(default=None, alias="as")
     min_after: Duration | None = None
     max_after: Duration | None = None
@@ -249,7 +269,7 @@ class PatternSpec(_Strict):
     audience: str | None = None
     ignore_repeats: str | None = None
     events: list[ComposingEventSpec] = Field(min_length=1)
-    threshold: float | None = None
+    threshold: float | None = Field(default=None, allow_inf_nan=False)
     suspend: Annotated[list[SuspendSpec], BeforeValidator(_one_or_many)] = []
     on_met: list[ActionSpec] = []
     checkpoints: list[CheckpointSpec] = []
@@ -258,7 +278,10 @@ class PatternSpec(_Strict):
     @classmethod
     def _id_chars(cls, value: str) -> str:
         if not PATTERN_ID.match(value):
-            raise ValueError("must match [A-Za-z0-9_.-]+")
+            raise ValueError(
+                "may contain only letters, digits, '_', '.' and '-' (no spaces), "
+                "e.g. cart_abandon"
+            )
         return value
 
 

@@ -38,12 +38,26 @@ Template = Any
 """A literal, an Expression, a _Text, or a list/dict of templates."""
 
 
+class TemplateError(ExpressionError):
+    """A template that cannot be compiled; `path` leads to the offending string inside it."""
+
+    def __init__(self, path: tuple[str | int, ...], reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+        super().__init__(f"{where.lstrip('.')}: {reason}" if where else reason)
+
+
 def compile_template(value: Any, aliases: tuple[str, ...] = ()) -> Template:
-    """Raises ExpressionError naming the offending placeholder."""
+    """Raises TemplateError naming the offending placeholder and where it is."""
+    return _compile(value, aliases, ())
+
+
+def _compile(value: Any, aliases: tuple[str, ...], path: tuple[str | int, ...]) -> Template:
     if isinstance(value, str):
         whole = _WHOLE.match(value)
         if whole:
-            return _compile_placeholder(whole.group(1), aliases)
+            return _compile_placeholder(whole.group(1), aliases, path)
         if "${" not in value:
             return value
         parts: list[str | Expression] = []
@@ -51,23 +65,30 @@ def compile_template(value: Any, aliases: tuple[str, ...] = ()) -> Template:
         for match in _PLACEHOLDER.finditer(value):
             if match.start() > position:
                 parts.append(value[position : match.start()])
-            parts.append(_compile_placeholder(match.group(1), aliases))
+            parts.append(_compile_placeholder(match.group(1), aliases, path))
             position = match.end()
         if position < len(value):
             parts.append(value[position:])
+        for part in parts:
+            if isinstance(part, str) and "${" in part:
+                raise TemplateError(
+                    path, f"'${{' without a matching '}}' in {value!r}; write ${{name}}"
+                )
         return _Text(tuple(parts))
     if isinstance(value, list):
-        return [compile_template(item, aliases) for item in value]
+        return [_compile(item, aliases, (*path, index)) for index, item in enumerate(value)]
     if isinstance(value, dict):
-        return {str(key): compile_template(item, aliases) for key, item in value.items()}
+        return {str(key): _compile(item, aliases, (*path, str(key))) for key, item in value.items()}
     return value
 
 
-def _compile_placeholder(source: str, aliases: tuple[str, ...]) -> Expression:
+def _compile_placeholder(
+    source: str, aliases: tuple[str, ...], path: tuple[str | int, ...]
+) -> Expression:
     try:
         return compile_expression(source, aliases=aliases, context_names=CONTEXT_NAMES)
     except ExpressionError as error:
-        raise ExpressionError(f"in '${{{source}}}': {error}") from None
+        raise TemplateError(path, f"in '${{{source}}}': {error}") from None
 
 
 def render(template: Template, env: Env) -> Any:

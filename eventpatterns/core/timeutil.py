@@ -32,17 +32,27 @@ class TimeFormatError(ValueError):
     """A duration or timestamp that cannot be read."""
 
 
+_DURATION_EXAMPLES = "250ms, 30s, 30m, 2h, 7d, 1w or ISO-8601 PT30M"
+MIN_US = -62135596800 * US_PER_S
+"""0001-01-01T00:00:00Z."""
+MAX_US = 253402300799 * US_PER_S + 999_999
+"""9999-12-31T23:59:59.999999Z."""
+
+
 def parse_duration(value: object) -> int:
     """Read `250ms`, `30s`, `30m`, `2h`, `7d`, `1w` or ISO-8601 (`PT30M`) as microseconds."""
-    if isinstance(value, bool) or not isinstance(value, str):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         raise TimeFormatError(
-            f"expected a duration such as '30m', '7d' or 'PT30M', got {value!r}"
+            f"{value!r} has no unit; write a duration such as {_DURATION_EXAMPLES}"
         )
+    if not isinstance(value, str):
+        raise TimeFormatError(f"{value!r} is not a duration; write e.g. {_DURATION_EXAMPLES}")
     match = _SIMPLE_DURATION.match(value)
     if match:
         return round(float(match.group(1)) * _UNIT_US[match.group(2)])
-    iso = _ISO_DURATION.match(value.strip().upper())
-    if iso and value.strip().upper() not in ("P", "PT") and any(iso.groupdict().values()):
+    text = value.strip().upper()
+    iso = _ISO_DURATION.match(text)
+    if iso and text not in ("P", "PT") and not text.endswith("T") and any(iso.groupdict().values()):
         parts = {k: float(v) for k, v in iso.groupdict().items() if v is not None}
         return round(
             parts.get("w", 0) * _UNIT_US["w"]
@@ -51,11 +61,12 @@ def parse_duration(value: object) -> int:
             + parts.get("m", 0) * _UNIT_US["m"]
             + parts.get("s", 0) * _UNIT_US["s"]
         )
-    raise TimeFormatError(f"expected a duration such as '30m', '7d' or 'PT30M', got {value!r}")
+    raise TimeFormatError(f"{value!r} is not a duration; write e.g. {_DURATION_EXAMPLES}")
 
 
 def parse_timestamp(value: object) -> int:
     """Read an ISO-8601 timestamp that carries an offset, as microseconds since the epoch."""
+    example = "2026-11-17T11:54:29Z"
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
@@ -63,13 +74,21 @@ def parse_timestamp(value: object) -> int:
             parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
         except ValueError:
             raise TimeFormatError(
-                f"expected an ISO-8601 timestamp with an offset, got {value!r}"
+                f"{value!r} is not a timestamp; write ISO-8601 with an offset, e.g. {example}"
             ) from None
     else:
-        raise TimeFormatError(f"expected an ISO-8601 timestamp with an offset, got {value!r}")
-    if parsed.tzinfo is None:
-        raise TimeFormatError(f"timestamp {value!r} has no UTC offset (add 'Z' or '+01:00')")
-    return datetime_to_us(parsed)
+        raise TimeFormatError(
+            f"{value!r} is not a timestamp; write ISO-8601 with an offset, e.g. {example}"
+        )
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        naive = parsed.isoformat()
+        raise TimeFormatError(
+            f"timestamp {value!r} has no offset; add one, e.g. {naive}Z (UTC) or {naive}+01:00"
+        )
+    micros = datetime_to_us(parsed)
+    if not MIN_US <= micros <= MAX_US:
+        raise TimeFormatError(f"timestamp {value!r} is out of range (years 1 to 9999 UTC)")
+    return micros
 
 
 def datetime_to_us(value: datetime) -> int:
@@ -84,12 +103,20 @@ def us_to_datetime(value: int) -> datetime:
 def format_ms(value: int) -> str:
     """UTC, truncated to the millisecond, with a `Z` (SPEC section 7)."""
     dt = us_to_datetime(value - value % US_PER_MS)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return f"{_date_time(dt)}.{dt.microsecond // 1000:03d}Z"
 
 
 def format_us(value: int) -> str:
     """UTC with full microsecond precision; for places that must not lose time."""
-    return us_to_datetime(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    dt = us_to_datetime(value)
+    return f"{_date_time(dt)}.{dt.microsecond:06d}Z"
+
+
+def _date_time(dt: datetime) -> str:
+    # not strftime: its %Y does not pad years before 1000 to four digits on every platform
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+    )
 
 
 def format_duration(value: int) -> str:
