@@ -114,8 +114,16 @@ class ActionRunner:
         (where, position), trigger, event_attributes, aliases, depth = payload
         actions = pattern.on_met if where == -1 else pattern.checkpoints[where].actions
         self.run(
-            state, pattern, actions[position], trigger, event_attributes, aliases, due, depth,
-            records, queue,
+            state,
+            pattern,
+            actions[position],
+            trigger,
+            event_attributes,
+            aliases,
+            due,
+            depth,
+            records,
+            queue,
         )
 
     # ------------------------------------------------------------------ effects

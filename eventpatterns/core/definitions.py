@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 
 from .expressions import Expression, ExpressionError, compile_expression
 from .spec import (
+    DEFAULT_SOURCE,
     AggregateSpec,
     CheckpointSpec,
     ComposingEventSpec,
@@ -560,8 +561,10 @@ def _friendly(error: Mapping[str, Any], root_model: type[BaseModel]) -> str:
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6) if loc else []
         if close:
             return f"unknown key; did you mean '{close[0]}'?"
-        return f"unknown key; the keys allowed here are {', '.join(allowed)}" if allowed else (
-            "unknown key"
+        return (
+            f"unknown key; the keys allowed here are {', '.join(allowed)}"
+            if allowed
+            else ("unknown key")
         )
     if kind == "missing":
         return "required but missing"
@@ -752,8 +755,11 @@ class _Builder:
 
     def build(self, document: Any) -> Definitions | None:
         if document is None:
-            self.problem([], "the file is empty; a pattern file starts with 'version: 1' "
-                         "and lists its 'patterns'")
+            self.problem(
+                [],
+                "the file is empty; a pattern file starts with 'version: 1' "
+                "and lists its 'patterns'",
+            )
             return None
         if not isinstance(document, dict):
             kind = "a list" if isinstance(document, list) else f"just {document!r}"
@@ -806,12 +812,10 @@ class _Builder:
                     patterns.append(compiled)
         if self.problems:
             return None
-        ordered = tuple(
-            _reindex(pattern, position) for position, pattern in enumerate(patterns)
-        )
+        ordered = tuple(_reindex(pattern, position) for position, pattern in enumerate(patterns))
         return Definitions(
             version=_hash(document),
-            source=top.source or SourceSpec(),
+            source=top.source or DEFAULT_SOURCE,
             offers=self.offers,
             segments=segments,
             patterns=ordered,
@@ -848,7 +852,6 @@ class _Builder:
             if spec is None:
                 return None
             return spec, pattern_id, spec.type == raw.get("type")
-
 
     def compile_segments(self, segments: Mapping[str, str]) -> dict[str, Expression]:
         compiled = {}
@@ -1303,9 +1306,7 @@ def _bound_attributes(spec: PatternSpec, aliases: tuple[str, ...]) -> dict[str, 
     sources = [step.where for step in spec.events if step.where]
     sources.extend(_template_sources([action.model_dump(by_alias=True) for action in spec.on_met]))
     # set_attribute's value is an expression, not a template, and may read aliases too
-    sources.extend(
-        action.value for action in spec.on_met if isinstance(action, SetAttributeAction)
-    )
+    sources.extend(action.value for action in spec.on_met if isinstance(action, SetAttributeAction))
     for source in sources:
         try:
             tree = ast.parse(source.strip(), mode="eval")

@@ -138,8 +138,16 @@ class Engine:
                 checkpoint = pattern.checkpoints[index]
                 for action in checkpoint.actions:
                     self.actions.schedule_or_run(
-                        state, pattern, action, "checkpoint", event_attributes, {}, due, depth,
-                        records, queue,
+                        state,
+                        pattern,
+                        action,
+                        "checkpoint",
+                        event_attributes,
+                        {},
+                        due,
+                        depth,
+                        records,
+                        queue,
                     )
         elif kind == TIMER_EXTENSION_END:
             if ps.status == MET:
@@ -311,8 +319,16 @@ class Engine:
             )
         for action in pattern.on_met:
             self.actions.schedule_or_run(
-                state, pattern, action, "met", attributes, aliases, now, event.depth,
-                records, queue,
+                state,
+                pattern,
+                action,
+                "met",
+                attributes,
+                aliases,
+                now,
+                event.depth,
+                records,
+                queue,
             )
 
     # ------------------------------------------------------------------ state changes

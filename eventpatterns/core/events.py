@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from .spec import FieldRef, SourceSpec, TimestampRef
+from .spec import DEFAULT_SOURCE, FieldRef, SourceSpec, TimestampRef
 from .timeutil import MAX_US, MIN_US, TimeFormatError, parse_timestamp
 
 MAX_EVENT_BYTES = 1 << 20
@@ -43,9 +43,6 @@ class Event:
         }
 
 
-DEFAULT_SOURCE = SourceSpec()
-
-
 def decode_event(
     raw: bytes | str,
     source: SourceSpec = DEFAULT_SOURCE,
@@ -68,12 +65,18 @@ def event_from_record(
     if not isinstance(record, dict):
         raise BadEvent(f"an event is a JSON object, got {type(record).__name__}")
     user_id = record.get(source.user_id)
+    if source is not DEFAULT_SOURCE and _is_integer(user_id):
+        user_id = str(user_id)  # existing topics often carry numeric ids; mapped, they are read
     if not isinstance(user_id, str) or not user_id:
         raise BadEvent(_field_problem(source.user_id, user_id, "a non-empty string"))
     name = _event_name(record, source)
     time = _event_time(record, source.timestamp, received_at)
     attributes = _attributes(record, source)
     return Event(user_id, name, time, attributes)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _field_problem(name: str, value: Any, wanted: str) -> str:

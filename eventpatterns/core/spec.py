@@ -58,6 +58,10 @@ class SourceSpec(_Strict):
     attributes: Literal["*"] | FieldRef = FieldRef(field="attributes")
 
 
+DEFAULT_SOURCE = SourceSpec()
+"""Events in the standard shape of SPEC section 1 (no `source:` block)."""
+
+
 class OfferSpec(_Strict):
     code: str = Field(min_length=1)
     attributes: dict[str, Any] = {}
@@ -142,9 +146,7 @@ class SetAttributeAction(_ActionBase):
     @classmethod
     def _identifier(cls, name: str) -> str:
         if not IDENTIFIER.match(name):
-            raise ValueError(
-                "must be a name of letters, digits and '_', starting with a letter"
-            )
+            raise ValueError("must be a name of letters, digits and '_', starting with a letter")
         return name
 
 
@@ -279,8 +281,7 @@ class PatternSpec(_Strict):
     def _id_chars(cls, value: str) -> str:
         if not PATTERN_ID.match(value):
             raise ValueError(
-                "may contain only letters, digits, '_', '.' and '-' (no spaces), "
-                "e.g. cart_abandon"
+                "may contain only letters, digits, '_', '.' and '-' (no spaces), e.g. cart_abandon"
             )
         return value
 

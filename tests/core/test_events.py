@@ -244,6 +244,14 @@ def test_the_seed_clickstream_mapping() -> None:
     }
 
 
+def test_a_mapped_source_reads_numeric_user_ids_as_text() -> None:
+    """Existing topics often key users by number; the standard shape wants a string."""
+    event = decode({**CLICK, "userId": 4711}, source(SEED_SOURCE))
+    assert event.user_id == "4711"
+    with pytest.raises(BadEvent, match="must be a non-empty string, got bool"):
+        decode({**CLICK, "userId": True}, source(SEED_SOURCE))
+
+
 def test_the_seed_example_file_maps_its_records() -> None:
     with open("examples/clickstream.yaml", encoding="utf-8") as handle:
         definitions = load_definitions(handle.read())
