@@ -299,3 +299,37 @@ def _iso(micros: int) -> str:
     from eventpatterns.core.timeutil import format_us
 
     return format_us(micros)
+
+
+def wait_for_same_records(
+    actual: Callable[[], list[dict[str, Any]]],
+    expected: list[dict[str, Any]],
+    timeout: float,
+    what: str = "records",
+) -> None:
+    """Until `actual()` holds exactly the records of `expected` (ignoring id and version).
+
+    On timeout the error lists what is missing and what is extra.
+    """
+    from collections import Counter
+
+    want = Counter(audit_key(r) for r in expected)
+    last: Counter[bytes] = Counter()
+
+    def same() -> bool:
+        nonlocal last
+        last = Counter(audit_key(r) for r in actual())
+        return last == want
+
+    try:
+        wait_until(same, timeout=timeout, message=what)
+    except AssertionError:
+        missing, extra = want - last, last - want
+        lines = [
+            f"{what}: {sum(last.values())} of {sum(want.values())}",
+            f"missing {sum(missing.values())}:",
+            *(k.decode() for k in list(missing)[:10]),
+            f"extra {sum(extra.values())}:",
+            *(k.decode() for k in list(extra)[:10]),
+        ]
+        raise AssertionError("\n".join(lines)) from None

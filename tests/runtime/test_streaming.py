@@ -30,6 +30,7 @@ from .harness import (
     replay_records,
     run,
     user_key,
+    wait_for_same_records,
     wait_ready,
     wait_until,
 )
@@ -100,11 +101,11 @@ def test_parity_with_replay_on_every_pattern_kind(broker: EmbeddedBroker, tmp_pa
             "resegment",
         } <= set(kinds), kinds
         run(produce(broker.bootstrap, "eventpatterns-events", events, user_key()))
-        want = Counter(audit_key(r) for r in expected)
-        wait_until(
-            lambda: Counter(audit_key(r) for r in audit(reader)) == want,
+        wait_for_same_records(
+            lambda: audit(reader),
+            expected,
             timeout=90,
-            message=f"{sum(want.values())} audit records equal to replay's",
+            what="audit records equal to replay's",
         )
         published = [r for r in expected if r.get("action") == "publish"]
         sent = Counter(m.value for m in reader.of("rt-offers") + reader.of("rt-reminders"))
@@ -137,11 +138,12 @@ def test_two_workers_one_killed_mid_stream(broker: EmbeddedBroker, tmp_path: Pat
         )
         first.kill()
         run(produce(broker.bootstrap, "eventpatterns-events", events[half:], user_key()))
-        expected = Counter(audit_key(r) for r in replay_records(COUNTING, events, workdir=tmp_path))
-        wait_until(
-            lambda: Counter(audit_key(r) for r in deduplicated(audit(reader))) == expected,
+        expected = replay_records(COUNTING, events, workdir=tmp_path)
+        wait_for_same_records(
+            lambda: deduplicated(audit(reader)),
+            expected,
             timeout=90,
-            message="every user's records, as replay says, after the kill",
+            what="every user's records, as replay says, after the kill",
         )
         # Duplicates, if any, are exact re-productions under the same id.
         by_id: dict[str, set[bytes]] = {}
@@ -158,17 +160,13 @@ def test_restart_recovers_state_from_the_changelog(broker: EmbeddedBroker, tmp_p
     reader = TopicReader(broker.bootstrap, ACTIONS)
     events = past_events(200, seed=3)
     half = len(events) // 2
-    expected_first = Counter(
-        audit_key(r) for r in replay_records(COUNTING, events[:half], workdir=tmp_path)
-    )
+    expected_first = replay_records(COUNTING, events[:half], workdir=tmp_path)
     worker = Worker(broker.url, COUNTING, tmp_path, name="first").start()
     try:
         wait_ready(worker, broker.bootstrap)
         run(produce(broker.bootstrap, "eventpatterns-events", events[:half], user_key()))
-        wait_until(
-            lambda: Counter(audit_key(r) for r in audit(reader)) == expected_first,
-            timeout=60,
-            message="the first half's records",
+        wait_for_same_records(
+            lambda: audit(reader), expected_first, timeout=60, what="the first half's records"
         )
     finally:
         assert worker.stop() is not None
@@ -176,12 +174,13 @@ def test_restart_recovers_state_from_the_changelog(broker: EmbeddedBroker, tmp_p
     try:
         wait_ready(again, broker.bootstrap)
         run(produce(broker.bootstrap, "eventpatterns-events", events[half:], user_key()))
-        expected = Counter(audit_key(r) for r in replay_records(COUNTING, events, workdir=tmp_path))
+        expected = replay_records(COUNTING, events, workdir=tmp_path)
         # Counting goes on from the recovered state: the whole is what replay says of the whole.
-        wait_until(
-            lambda: Counter(audit_key(r) for r in deduplicated(audit(reader))) == expected,
+        wait_for_same_records(
+            lambda: deduplicated(audit(reader)),
+            expected,
             timeout=60,
-            message="records of both halves equal to one replay",
+            what="records of both halves equal to one replay",
         )
     finally:
         reader.close()
@@ -217,11 +216,12 @@ def test_bad_input_goes_to_the_dead_letter_topic(broker: EmbeddedBroker, tmp_pat
         assert any("not JSON" in r for r in reasons)
         assert any("user_id" in r for r in reasons)
         assert any("too large" in r for r in reasons)
-        expected = Counter(audit_key(r) for r in replay_records(COUNTING, good, workdir=tmp_path))
-        wait_until(
-            lambda: Counter(audit_key(r) for r in audit(reader)) == expected,
+        expected = replay_records(COUNTING, good, workdir=tmp_path)
+        wait_for_same_records(
+            lambda: audit(reader),
+            expected,
             timeout=30,
-            message="the good events processed around the bad ones",
+            what="the good events processed around the bad ones",
         )
         assert metric(worker, "eventpatterns_bad_events_total") == len(bad)
     finally:

@@ -21,6 +21,7 @@ from .harness import (
     replay_records,
     run,
     user_key,
+    wait_for_same_records,
     wait_ready,
     wait_until,
 )
@@ -174,11 +175,11 @@ def test_timers_survive_a_killed_worker(broker: EmbeddedBroker, tmp_path: Path) 
             if r.get("action") in ("publish", "log_contact")
         ]
         assert len(expected) == 120
-        want = Counter(audit_key(r) for r in expected)
-        wait_until(
-            lambda: Counter(audit_key(r) for r in deduplicated(timed_records(reader))) == want,
+        wait_for_same_records(
+            lambda: deduplicated(timed_records(reader)),
+            expected,
             timeout=60,
-            message="every timer fired after the restart",
+            what="every timer fired after the restart",
         )
         # Each took effect once: no record repeated under another id.
         distinct = Counter(audit_key(r) for r in deduplicated(timed_records(reader)))
@@ -217,11 +218,11 @@ def test_timers_of_a_killed_worker_fire_on_the_other(
             for r in replay_records(patterns, events, drain=True, workdir=tmp_path)
             if r.get("action") in ("publish", "log_contact")
         ]
-        want = Counter(audit_key(r) for r in expected)
-        wait_until(
-            lambda: Counter(audit_key(r) for r in deduplicated(timed_records(reader))) == want,
+        wait_for_same_records(
+            lambda: deduplicated(timed_records(reader)),
+            expected,
             timeout=90,
-            message="all 40 users' timers fired by the survivor",
+            what="all 40 users' timers fired by the survivor",
         )
     finally:
         reader.close()
@@ -244,11 +245,11 @@ def test_parity_with_replay_drain_including_at(broker: EmbeddedBroker, tmp_path:
         events.sort(key=lambda e: e["timestamp"])
         expected = replay_records(patterns, events, drain=True, workdir=tmp_path)
         run(produce(broker.bootstrap, "eventpatterns-events", events, user_key()))
-        want = Counter(audit_key(r) for r in expected)
-        wait_until(
-            lambda: Counter(audit_key(r) for r in audit(reader)) == want,
+        wait_for_same_records(
+            lambda: audit(reader),
+            expected,
             timeout=90,
-            message=f"{sum(want.values())} records equal to replay --drain",
+            what="records equal to replay --drain",
         )
     finally:
         reader.close()
