@@ -51,9 +51,39 @@ def tune_fetch_wait(milliseconds: int) -> None:
     AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
+def keep_stale_messages_unacked() -> None:
+    """Never acknowledge a record fetched under an earlier consumer generation, or while
+    flow is stopped for a rebalance or shutdown.
+
+    faust-streaming skips such records and acknowledges them, so the commit can
+    move past records that were never applied (faust issues #221, #223, #312).
+    Unacknowledged, they hold the commit back: they are fetched again (after the
+    rebalance's seek, or by the next owner) and applied, and the per-user
+    offsets in the state skip whatever had been applied already.
+    """
+    from faust.events import Event
+
+    ack = getattr(Event.ack, "__wrapped__", Event.ack)
+
+    def ack_if_current(self: Any) -> bool:
+        app = self.app
+        if (
+            self.message.generation_id != app.consumer_generation_id
+            or not app.flow_control.is_active()
+        ):
+            return False
+        return bool(ack(self))
+
+    ack_if_current.__wrapped__ = ack  # type: ignore[attr-defined]
+    Event.ack = ack_if_current  # type: ignore[method-assign]
+
+
 def faust_app(settings: Settings, broker_url: str) -> faust.App:
     """A Faust app tuned so that start-up and group joins take seconds."""
+    from .web import advertised_host
+
     tune_fetch_wait(settings.fetch_wait_ms)
+    keep_stale_messages_unacked()
     return faust.App(
         settings.app_id,
         broker=broker_url,
@@ -61,7 +91,7 @@ def faust_app(settings: Settings, broker_url: str) -> faust.App:
         datadir=settings.data_dir,
         autodiscover=False,
         web_enabled=True,
-        web_host=settings.web_host,
+        web_host=advertised_host(settings.web_host),  # in the URL other workers route to
         web_port=settings.web_port,
         web_bind=settings.web_host,
         topic_partitions=settings.partitions,
@@ -74,7 +104,8 @@ def faust_app(settings: Settings, broker_url: str) -> faust.App:
         broker_rebalance_timeout=max(10.0, settings.session_timeout),
         broker_commit_interval=1.0,
         broker_commit_every=10_000,
-        stream_wait_empty=False,
+        # Rebalances and shutdown wait for the batch in flight to commit its state.
+        stream_wait_empty=True,
         producer_linger_ms=1,
         producer_max_batch_size=262_144,
         consumer_max_fetch_size=4 * 1024 * 1024,
@@ -85,11 +116,22 @@ def faust_app(settings: Settings, broker_url: str) -> faust.App:
     )
 
 
+CHANGELOG_MARKER = b"\x00eventpatterns-end-of-batch"
+"""A key no user id can be (user ids are text); see `Runtime._end_changelog_batches`."""
+
+
 class Runtime:
     """One worker: the core plus its adapters."""
 
-    def __init__(self, settings: Settings, definitions: Definitions, broker_url: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        definitions: Definitions,
+        broker_url: str,
+        embedded_broker: bool = False,
+    ) -> None:
         self.settings = settings
+        self.embedded_broker = embedded_broker
         self.definitions = definitions
         self.bootstrap = to_bootstrap(broker_url)
         self.app = faust_app(settings, broker_url)
@@ -156,7 +198,7 @@ class Runtime:
     # ------------------------------------------------------------------ batches
 
     def process_batch(self, events: list[Any]) -> BatchResult:
-        """Apply a batch the agent took; writes state and sends outputs (buffered)."""
+        """Apply a batch the agent took and send its outputs (buffered); see `commit_batch`."""
         started = time.perf_counter()
         by_partition = {}
         incoming = []
@@ -176,13 +218,39 @@ class Runtime:
             )
         self.store.events_by_partition = by_partition
         result = self.processor.process(incoming)
-        for user_id, (partition, due) in result.timers.items():
-            if self.store.set_next_due(user_id, partition, due) or due is not None:
-                self.timer_service.update(user_id, partition, due)
         for out in result.outgoing:
             self.send(out)
         self.metrics.observe_batch(result, time.perf_counter() - started, len(events))
         return result
+
+    async def commit_batch(self, result: BatchResult) -> None:
+        """Outputs durable first, then the states that account for them, then the timers.
+
+        A crash in between re-applies the batch from the old states: the same
+        outputs again, under the same ids, and nothing lost.
+        """
+        await self.flush()
+        self.processor.write_states(result)
+        for user_id, (partition, due) in result.timers.items():
+            if self.store.set_next_due(user_id, partition, due) or due is not None:
+                self.timer_service.update(user_id, partition, due)
+        if self.embedded_broker and result.writes:
+            await self.flush()
+            self._end_changelog_batches({partition for _, _, partition in result.writes})
+        await self.flush()
+
+    def _end_changelog_batches(self, partitions: set[int]) -> None:
+        """Make the last record batch of each written changelog partition a single record.
+
+        Tansu (the embedded broker) answers a request for a partition's end offset
+        with the base offset of its last record batch + 1, and Faust's recovery
+        stops there: it would miss the rest of that batch, the latest states. A
+        lone tombstone of a key no user has, sent after the states are durable,
+        is a batch of one; applied on recovery it deletes nothing.
+        """
+        for table in (self.state_table, self.timers_table):
+            for partition in partitions:
+                table.send_changelog(partition, CHANGELOG_MARKER, None, value_serializer="raw")
 
     async def flush(self) -> None:
         """Wait until every record the batch produced (outputs, changelog) is acknowledged.

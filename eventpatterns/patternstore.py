@@ -54,28 +54,54 @@ async def publish(bootstrap: str, topic: str, text: str) -> None:
 async def follow(
     bootstrap: str,
     topic: str,
-    apply: Callable[[Definitions], Awaitable[None] | None],
+    apply: Callable[[Definitions, str], Awaitable[None] | None],
     stopping: asyncio.Event,
 ) -> None:
-    """Apply every pattern file published; a bad one is logged and ignored."""
+    """Apply every pattern file published (with its text); a bad one is logged and ignored.
+
+    Of the records already on the topic when following starts, only the latest
+    good one is applied: a worker that starts must not switch through older
+    files (dropping the state of the patterns they changed) on its way to the
+    one in force.
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         partition = TopicPartition(topic, 0)
         consumer.assign([partition])
-        await consumer.seek_to_beginning(partition)  # the latest wins; the same version is a no-op
+        await consumer.seek_to_beginning(partition)
+        backlog_end = (await consumer.end_offsets([partition]))[partition]
+        latest: tuple[Definitions, str] | None = None
+        while not stopping.is_set() and await consumer.position(partition) < backlog_end:
+            batches = await consumer.getmany(partition, timeout_ms=500)
+            for message in batches.get(partition, []):
+                latest = _decode(topic, message.key, message.value) or latest
+        if latest is not None:
+            await _apply(apply, *latest)
         while not stopping.is_set():
             batches = await consumer.getmany(partition, timeout_ms=500)
             for message in batches.get(partition, []):
-                if message.key != KEY or not message.value:
-                    continue
-                try:
-                    definitions = load_definitions(message.value.decode(), filename=topic)
-                except PatternFileError as error:
-                    log.error("ignored a bad pattern file on %s:\n%s", topic, error)
-                    continue
-                outcome = apply(definitions)
-                if outcome is not None:
-                    await outcome
+                loaded = _decode(topic, message.key, message.value)
+                if loaded is not None:
+                    await _apply(apply, *loaded)
     finally:
         await consumer.stop()
+
+
+def _decode(topic: str, key: bytes | None, value: bytes | None) -> tuple[Definitions, str] | None:
+    if key != KEY or not value:
+        return None
+    text = value.decode()
+    try:
+        return load_definitions(text, filename=topic), text
+    except PatternFileError as error:
+        log.error("ignored a bad pattern file on %s:\n%s", topic, error)
+        return None
+
+
+async def _apply(
+    apply: Callable[[Definitions, str], Awaitable[None] | None], definitions: Definitions, text: str
+) -> None:
+    outcome = apply(definitions, text)
+    if outcome is not None:
+        await outcome

@@ -7,7 +7,9 @@ the runtime with Faust tables and topics.
 
 Exactly-once in effect: each user's stored state carries the offset of the
 last record applied from each topic partition; a record at or below it (a
-re-delivery after a crash or rebalance) is skipped. Outputs that were sent
+re-delivery after a crash or rebalance) is skipped. So the state may become
+durable only after the outputs it accounts for: the caller sends the outputs,
+waits for them, and then calls `write_states`. Outputs that were sent
 before a crash, but whose state write was lost, are produced again from the
 same state and input, with the same `id` (`topic:partition:offset.n` of the
 input record), so duplicates in the audit trail are detectable.
@@ -107,6 +109,8 @@ class Envelope:
 @dataclass
 class BatchResult:
     outgoing: list[Outgoing] = field(default_factory=list)
+    writes: list[tuple[str, bytes, int]] = field(default_factory=list)
+    """(user, stored value, partition) of every user the batch changed."""
     timers: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     """user -> (partition, earliest due) for every user whose state was written."""
     events: int = 0
@@ -153,9 +157,14 @@ class BatchProcessor:
             else:
                 self._event(incoming, touched, result)
         for user_id, (envelope, partition) in touched.items():
-            self.store.put(user_id, envelope.encode(), partition)
+            result.writes.append((user_id, envelope.encode(), partition))
             result.timers[user_id] = (partition, envelope.state.next_due())
         return result
+
+    def write_states(self, result: BatchResult) -> None:
+        """Store the batch's states; only once its outputs are durable (see the module doc)."""
+        for user_id, value, partition in result.writes:
+            self.store.put(user_id, value, partition)
 
     def _envelope(self, user_id: str, touched: dict[str, tuple[Envelope, int]]) -> Envelope:
         held = touched.get(user_id)

@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     )
     app_id: str = Field(
         default="eventpatterns",
-        description="EVENTPATTERNS_APP_ID: the consumer group, and the prefix of the tables' changelog topics.",
+        description="EVENTPATTERNS_APP_ID: the consumer group, and the prefix of the tables' "
+        "changelog topics.",
     )
     partitions: int = Field(
         default=4,
@@ -59,7 +60,8 @@ class Settings(BaseSettings):
     )
     web_host: str = Field(
         default="127.0.0.1",
-        description="EVENTPATTERNS_WEB_HOST: address the HTTP server binds (0.0.0.0 in containers).",
+        description="EVENTPATTERNS_WEB_HOST: the address the HTTP server binds "
+        "(0.0.0.0 in containers).",
     )
     web_port: int = Field(
         default=6066, description="EVENTPATTERNS_WEB_PORT: HTTP API, metrics and dashboard."

@@ -27,6 +27,19 @@ EMBEDDED_BANNER = (
 )
 
 
+async def is_tansu(bootstrap: str) -> bool:
+    """Tansu brokers need the changelog workaround in `Runtime._end_changelog_batches`."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    return str(cluster.get("cluster_id") or "").startswith("tansu")
+
+
 async def prepare(settings: Settings, bootstrap: str, file_definitions: Definitions) -> Definitions:
     """Create topics; take the pattern file in force from the definitions topic, or publish ours."""
     topics, compacted = all_topics(settings, file_definitions)
@@ -70,9 +83,10 @@ def run_worker(settings: Settings, broker_url: str | None = None) -> int:
             print(EMBEDDED_BANNER.format(url=broker.bootstrap), file=sys.stderr, flush=True)
         bootstrap = to_bootstrap(url)
         definitions = asyncio.run(prepare(settings, bootstrap, file_definitions))
+        tansu = asyncio.run(is_tansu(bootstrap))
         from .app import Runtime
 
-        runtime = Runtime(settings, definitions, url)
+        runtime = Runtime(settings, definitions, url, embedded_broker=tansu)
         return start_faust(runtime)
     return 0
 

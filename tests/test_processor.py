@@ -10,6 +10,7 @@ from eventpatterns.core.definitions import load_definitions_file
 from eventpatterns.core.state import UserState
 from eventpatterns.processor import (
     BatchProcessor,
+    BatchResult,
     Envelope,
     Incoming,
     Topics,
@@ -68,6 +69,13 @@ def home(records: list[dict[str, Any]], topic: str = TOPICS.source) -> list[Inco
     return out
 
 
+def applied(proc: BatchProcessor, batch: list[Incoming]) -> BatchResult:
+    """A batch processed and its states written, as the runtime does once outputs are sent."""
+    result = proc.process(batch)
+    proc.write_states(result)
+    return result
+
+
 def processor(store: MemoryStore | None = None) -> BatchProcessor:
     definitions = load_definitions_file("examples/clickstream.yaml")
     return BatchProcessor(
@@ -77,7 +85,7 @@ def processor(store: MemoryStore | None = None) -> BatchProcessor:
 
 def test_records_match_replay_and_publish_the_seed_offer() -> None:
     store = MemoryStore()
-    result = processor(store).process(home(clicks()))
+    result = applied(processor(store), home(clicks()))
     replayed: list[dict[str, Any]] = []
     replayer = Replayer(load_definitions_file("examples/clickstream.yaml"), replayed.append)
     for incoming in home(clicks()):
@@ -98,15 +106,15 @@ def test_records_match_replay_and_publish_the_seed_offer() -> None:
 def test_redelivered_records_are_skipped() -> None:
     store = MemoryStore()
     batch = home(clicks())
-    first = processor(store).process(batch)
-    again = processor(store).process(batch)
+    first = applied(processor(store), batch)
+    again = applied(processor(store), batch)
     assert first.events == 4 and again.events == 0 and again.duplicates == 4
     assert not [o for o in again.outgoing if o.topic != TOPICS.dlq]
 
 
 def test_output_ids_are_stable_for_the_same_input_and_state() -> None:
-    one = processor().process(home(clicks()))
-    two = processor().process(home(clicks()))
+    one = applied(processor(), home(clicks()))
+    two = applied(processor(), home(clicks()))
     ids = [orjson.loads(o.value)["id"] for o in one.outgoing if o.topic == TOPICS.actions]
     assert ids == [orjson.loads(o.value)["id"] for o in two.outgoing if o.topic == TOPICS.actions]
     assert len(set(ids)) == len(ids)
@@ -115,20 +123,21 @@ def test_output_ids_are_stable_for_the_same_input_and_state() -> None:
 def test_records_not_keyed_by_user_are_moved_to_the_events_topic() -> None:
     record = clicks()[0]
     wrong_key = Incoming(TOPICS.source, 0, 0, b"other", orjson.dumps(record))
-    result = processor().process([wrong_key])
+    result = applied(processor(), [wrong_key])
     assert result.forwarded == 1 and result.events == 0
     (moved,) = result.outgoing
     assert moved.topic == TOPICS.events and moved.key == b"u1"
     # Forwarded in the standard shape, keeping microseconds, and applied there.
-    again = processor().process(
-        [Incoming(TOPICS.events, partition_for(b"u1", PARTITIONS), 0, b"u1", moved.value)]
+    again = applied(
+        processor(),
+        [Incoming(TOPICS.events, partition_for(b"u1", PARTITIONS), 0, b"u1", moved.value)],
     )
     assert again.events == 1
 
 
 def test_bad_records_go_to_the_dead_letter_topic_with_a_reason() -> None:
     bad = Incoming(TOPICS.events, 1, 7, None, b"{nope")
-    result = processor().process([bad, *home(clicks())])
+    result = applied(processor(), [bad, *home(clicks())])
     dead = [o for o in result.outgoing if o.topic == TOPICS.dlq]
     assert len(dead) == 1 and dead[0].value == b"{nope"
     headers = dict(dead[0].headers)
@@ -140,13 +149,13 @@ def test_bad_records_go_to_the_dead_letter_topic_with_a_reason() -> None:
 def test_a_tick_runs_due_timers_once() -> None:
     store = MemoryStore()
     proc = processor(store)
-    proc.process(home(clicks()))
+    applied(proc, home(clicks()))
     due = Envelope.decode(store.values["u1"]).state.next_due()
     assert due is not None
     tick = orjson.dumps({"kind": "tick", "user_id": "u1", "due": due})
     key_partition = partition_for(b"u1", PARTITIONS)
-    first = proc.process([Incoming(TOPICS.timers, key_partition, 0, b"u1", tick)])
-    second = proc.process([Incoming(TOPICS.timers, key_partition, 1, b"u1", tick)])
+    first = applied(proc, [Incoming(TOPICS.timers, key_partition, 0, b"u1", tick)])
+    second = applied(proc, [Incoming(TOPICS.timers, key_partition, 1, b"u1", tick)])
     transitions = [orjson.loads(o.value) for o in first.outgoing if o.topic == TOPICS.actions]
     assert [(t["from"], t["to"]) for t in transitions] == [("met", "not_met")]
     assert not [o for o in second.outgoing if o.topic == TOPICS.actions]
@@ -199,15 +208,28 @@ patterns:
     view = {"user_id": "u", "event": "view", "timestamp": 1_000}
     key_partition = partition_for(b"u", PARTITIONS)
     batch = [Incoming(topics.events, key_partition, n, b"u", orjson.dumps(view)) for n in range(2)]
-    proc.process(batch)
+    applied(proc, batch)
     before = Envelope.decode(store.values["u"]).state
     assert set(before.patterns) == {"first", "second", "third"} and before.timers
 
     proc.use(definitions(4, False))  # `second` changed, `third` removed, `first` as it was
-    proc.process([Incoming(topics.events, key_partition, 2, b"u", orjson.dumps(view))])
+    applied(proc, [Incoming(topics.events, key_partition, 2, b"u", orjson.dumps(view))])
     after = Envelope.decode(store.values["u"]).state
     assert set(after.patterns) == {"first", "second"}
     assert not after.timers
     # `first` kept counting across the switch: its third view made it met.
     assert after.patterns["first"].status == 1
     assert after.patterns["second"].status == 0
+
+
+def test_states_are_written_only_when_the_caller_says_outputs_are_durable() -> None:
+    store = MemoryStore()
+    proc = processor(store)
+    result = proc.process(home(clicks()))
+    assert result.outgoing and not store.values  # outputs first...
+    proc.write_states(result)
+    assert set(store.values) == {"u1"}  # ...then the state that accounts for them
+    # Had the worker died before write_states, the batch is applied again from the old
+    # state and yields the same outputs under the same ids.
+    again = processor(MemoryStore()).process(home(clicks()))
+    assert [o.value for o in again.outgoing] == [o.value for o in result.outgoing]

@@ -19,8 +19,8 @@ def register(runtime: Runtime) -> None:
     @runtime.app.agent(runtime.channel, name="eventpatterns.events", concurrency=1)
     async def events(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_wait):
-            runtime.process_batch(list(batch))
-            await runtime.flush()  # durable before the batch's offsets are acknowledged
+            result = runtime.process_batch(list(batch))
+            await runtime.commit_batch(result)  # durable before the offsets are acknowledged
 
     from .definitions import register_definitions_follower
 

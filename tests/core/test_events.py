@@ -326,9 +326,10 @@ def test_star_attributes_take_every_field_but_the_mapped_ones() -> None:
 def test_mapping_with_no_timestamp_field_uses_the_received_time() -> None:
     spec = source("  timestamp: null\n")
     assert spec.timestamp is None
-    assert decode(
-        {"user_id": "u", "event": "e", "timestamp": 5}, spec, received_at=RECEIVED
-    ).time == RECEIVED
+    assert (
+        decode({"user_id": "u", "event": "e", "timestamp": 5}, spec, received_at=RECEIVED).time
+        == RECEIVED
+    )
     assert "'timestamp' is missing" in bad({"user_id": "u", "event": "e"}, spec)
 
 
