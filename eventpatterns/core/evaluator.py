@@ -58,10 +58,13 @@ class Engine:
     def process(self, state: UserState, event: Event) -> list[Record]:
         """Timers due by the event's time, then the event, then what its actions posted."""
         records: list[Record] = []
-        self._run_due_timers(state, event.time, records)
+        timers = state.timers
+        if timers and timers[0][0] <= event.time:
+            self._run_due_timers(state, event.time, records)
         queue: deque[Posted] = deque()
         self._process_one(state, event, records, queue)
-        self._drain(state, queue, records)
+        if queue:
+            self._drain(state, queue, records)
         return records
 
     def advance(self, state: UserState, now: int) -> list[Record]:
@@ -213,14 +216,16 @@ class Engine:
             if suspender.matcher.matches(attributes, profile):
                 ps = self._pattern_state(state, pattern)
                 self._suspend(state, pattern, ps, suspender.duration, now, records)
-        matched = [step for step in route.composing if step.matcher.matches(attributes, profile)]
-        if not matched:
-            return
+        # Every condition below is needed before anything changes; the cheapest and the
+        # most selective (dates, audience) go first.
         if pattern.start is not None and now < pattern.start:
             return
         if pattern.end is not None and now >= pattern.end:
             return
         if pattern.audience is not None and not pattern.audience.test(attributes, profile):
+            return
+        matched = [step for step in route.composing if step.matcher.matches(attributes, profile)]
+        if not matched:
             return
         if ps is None:
             ps = self._pattern_state(state, pattern)
