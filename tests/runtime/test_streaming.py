@@ -399,3 +399,46 @@ def test_demo_runs_headless_and_produces_offers(tmp_path: Path) -> None:
     assert offers, result.stdout.decode()[-3000:]
     assert all(OFFER.search(line) for line in offers)
     assert b"entered state met" in result.stdout
+
+
+def test_post_and_tail_commands(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    worker = Worker(broker.url, CLICKSTREAM, tmp_path).start()
+    env = {
+        **__import__("os").environ,
+        "EVENTPATTERNS_BROKER": broker.url,
+        "EVENTPATTERNS_PATTERNS": str(CLICKSTREAM),
+        "EVENTPATTERNS_DATA_DIR": str(tmp_path),
+    }
+    try:
+        wait_ready(worker, broker.bootstrap)
+        posted = subprocess.run(
+            [sys.executable, "-m", "eventpatterns.cli", "post", "examples/clickstream.jsonl"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert posted.returncode == 0, posted.stderr.decode()
+        assert b"posted 14 record(s) to enriched-click-data" in posted.stderr
+        tailed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "eventpatterns.cli",
+                "tail",
+                "special-offers",
+                "--from-beginning",
+                "--count",
+                "2",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert tailed.returncode == 0, tailed.stderr.decode()
+        text = tailed.stdout.decode()
+        assert '"Value": "offer2"' in text and '"Value": "offer1"' in text
+        assert "sad-music-boxing" in text and "calm-river-delta" in text
+    finally:
+        worker.stop()
