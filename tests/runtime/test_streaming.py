@@ -442,3 +442,33 @@ def test_post_and_tail_commands(broker: EmbeddedBroker, tmp_path: Path) -> None:
         assert "sad-music-boxing" in text and "calm-river-delta" in text
     finally:
         worker.stop()
+
+
+def test_rocksdb_store_keeps_state_across_a_restart(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """The option for state larger than memory: Faust's RocksDB store through rocksdict."""
+    reader = TopicReader(broker.bootstrap, ACTIONS)
+    events = past_events(100, seed=5)
+    half = len(events) // 2
+    rocks = {"EVENTPATTERNS_STORE": "rocksdb://"}
+    worker = Worker(broker.url, COUNTING, tmp_path, name="rocks", **rocks).start()
+    try:
+        wait_ready(worker, broker.bootstrap)
+        run(produce(broker.bootstrap, "eventpatterns-events", events[:half], user_key()))
+        first = replay_records(COUNTING, events[:half], workdir=tmp_path)
+        wait_for_same_records(lambda: audit(reader), first, timeout=60, what="first half")
+    finally:
+        assert worker.stop() is not None
+    assert any((tmp_path / "data-rocks").rglob("*.sst")) or any(
+        (tmp_path / "data-rocks").rglob("CURRENT")
+    ), "RocksDB files on disk"
+    again = Worker(broker.url, COUNTING, tmp_path, name="rocks", **rocks).start()
+    try:
+        wait_ready(again, broker.bootstrap)
+        run(produce(broker.bootstrap, "eventpatterns-events", events[half:], user_key()))
+        expected = replay_records(COUNTING, events, workdir=tmp_path)
+        wait_for_same_records(
+            lambda: deduplicated(audit(reader)), expected, timeout=60, what="both halves"
+        )
+    finally:
+        reader.close()
+        again.stop()
