@@ -22,7 +22,7 @@ from .broker import to_bootstrap
 from .core.definitions import Definitions
 from .core.events import Event
 from .metrics import Metrics
-from .processor import BatchProcessor, BatchResult, Outgoing, partition_for
+from .processor import BatchProcessor, BatchResult, Incoming, Outgoing, partition_for
 from .redislog import TransitionLog
 from .scheduler import TimerService
 from .settings import Settings
@@ -345,9 +345,9 @@ class Runtime:
         log.info("registered the timers of %d users", count)
 
 
-def _incoming(topic: str, partition: int, offset: int, key: Any, value: Any, received: int) -> Any:
-    from .processor import Incoming
-
+def _incoming(
+    topic: str, partition: int, offset: int, key: Any, value: Any, received: int
+) -> Incoming:
     return Incoming(
         topic,
         partition,

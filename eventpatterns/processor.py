@@ -23,21 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from .core.definitions import Definitions
 from .core.evaluator import Engine
 from .core.events import DEFAULT_SOURCE, BadEvent, Event, decode_event
 from .core.state import UserState
 
-try:  # aiokafka's partitioner is the one every Kafka client agrees on for keyed records
-    from aiokafka.partitioner import murmur2
-except ImportError:  # pragma: no cover
-    murmur2 = None
-
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partition for a key (murmur2, as the Java client and aiokafka)."""
-    assert murmur2 is not None
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
