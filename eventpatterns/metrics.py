@@ -45,7 +45,7 @@ class Metrics:
         )
         self.lag = Gauge(
             "eventpatterns_processing_lag_seconds",
-            "Wall clock minus the event time of the latest event applied",
+            "Wall clock minus the produce time of the oldest record of the latest batch",
             registry=r,
         )
         self.batch_latency = Histogram(
