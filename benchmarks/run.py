@@ -1,0 +1,943 @@
+"""All the benchmarks of issue 6 in one command: a table, and benchmarks/results.json.
+
+    python -m benchmarks.run [--quick] [--out benchmarks/results.json] [--skip SECTION ...]
+
+Starts an embedded (Tansu) broker and measures, on the same generated clickstream
+records (benchmarks/datagen.py):
+
+core      the pure core in this process (benchmarks/bench_core.py, smaller);
+e2e       one worker (a subprocess, Redis disabled), from records pre-produced on
+          `enriched-click-data` to all of them applied: sustained events/s, with the
+          seed's two patterns (examples/clickstream.yaml) and with the ten of
+          benchmarks/patterns.yaml; the worker's CPU per event; outputs checked
+          against the core's own count;
+latency   event -> offer latency (p50/p99) at 70 % of the sustained rate: records
+          produced at a paced rate, each stamped with its produce time, and the
+          offer's arrival at a reader on the output topic;
+baselines the same records through a bare Faust agent (benchmarks/baseline_faust.py)
+          and the seed's state machine on quixstreams (benchmarks/baseline_quix.py);
+recovery  a fresh worker restoring N users of state from the changelog (written
+          by this script: real states made by the core, cloned to N users) until it
+          applies an event; and the worker's resident memory per user afterwards.
+
+`--quick` (about two minutes) runs everything smaller; the full run stays under
+ten minutes on the 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from eventpatterns.broker import EmbeddedBroker
+from eventpatterns.core.definitions import load_definitions_file
+
+from . import bench_core, datagen, kafka_io, procs
+from .procs import Child, cpu_seconds, rss
+from .seed_machine import SeedMachine
+from .tuned_worker import EXPERIMENTS
+
+HERE = Path(__file__).resolve().parent
+SOURCE_TOPIC = "enriched-click-data"
+PARTITIONS = 4
+NS = 1_000_000_000
+LIGHT_LOAD = 100.0
+"""Events/s of the light-load latency run: what a hop costs when nothing queues."""
+
+GOALS = {
+    "vs_bare_faust": 0.8,
+    "vs_quix": 1.0,
+    "events_per_s": 30_000,
+    "p99_ms": 50.0,
+    "recovery_1m_s": 30.0,
+    "bytes_per_idle_user": 1024,
+}
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    core_events: int
+    core_users: int
+    core_profile: bool
+    e2e_events: int
+    e2e_users: int
+    e2e_timeout: float
+    """Most seconds the 10-pattern run measures; past it the rate so far is reported."""
+    compare_timeout: float
+    """The same for the other end-to-end runs (their rate is steady well before)."""
+    latency_seconds: float
+    latency_loads: tuple[float, ...]
+    """Fractions of the sustained rate to measure latency at (0: the light load)."""
+    recovery_users: tuple[int, ...]
+    sample_users: int
+    """Users whose real state the recovery data is cloned from."""
+
+
+MODES = {
+    "quick": Mode(
+        "quick", 30_000, 3_000, False, 12_000, 6_000, 25, 25, 8, (0.7, 0.0), (100_000,), 2_000
+    ),
+    "full": Mode(
+        "full",
+        40_000,
+        4_000,
+        True,
+        110_000,
+        100_000,
+        90,
+        25,
+        10,
+        (0.7, 0.35, 0.0),
+        (100_000, 1_000_000),
+        3_000,
+    ),
+}
+
+
+@dataclass
+class Throughput:
+    name: str
+    events: int
+    seconds: float
+    events_per_s: float
+    complete: bool
+    startup_s: float
+    """Process start to the first event applied."""
+    cpu_s: float
+    """The process's CPU seconds over the measured interval."""
+    broker_cpu_s: float
+    outputs: int | None = None
+    expected_outputs: int | None = None
+    events_per_batch: float | None = None
+    produced_per_event: dict[str, float] = field(default_factory=dict)
+    """Records the process wrote per event applied, by topic."""
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return 1e6 * self.cpu_s / self.events if self.events else 0.0
+
+
+@dataclass
+class Results:
+    mode: str
+    started: str
+    machine: dict[str, Any]
+    core: dict[str, Any] = field(default_factory=dict)
+    throughput: dict[str, Throughput] = field(default_factory=dict)
+    latency: dict[str, Any] = field(default_factory=dict)
+    broker_hop: dict[str, Any] = field(default_factory=dict)
+    idle_worker_cpu_percent: float | None = None
+    """Produce -> read latency of one record on an empty topic: the floor of any hop."""
+    recovery: list[dict[str, Any]] = field(default_factory=list)
+    experiments: list[str] = field(default_factory=list)
+    """benchmarks/tuned_worker.py changes the workers ran with (none: the project as is)."""
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["throughput"] = {
+            key: {**asdict(value), "cpu_us_per_event": round(value.cpu_us_per_event, 1)}
+            for key, value in self.throughput.items()
+        }
+        out["ratios"] = ratios(self)
+        out["goals"] = goals(self)
+        return out
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": sys.version.split()[0],
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+# --------------------------------------------------------------------------- topics and data
+
+
+def create_input_topic(bootstrap: str) -> None:
+    """The input topic, with the retention settings quixstreams reads back.
+
+    quixstreams derives its changelog topics' settings from the input topic's
+    `retention.ms` and `retention.bytes`; Tansu's DescribeConfigs answers only the
+    settings given when the topic was created, so they are given here.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    topic = NewTopic(
+        SOURCE_TOPIC,
+        PARTITIONS,
+        1,
+        config={"retention.ms": str(7 * 86_400_000), "retention.bytes": "-1"},
+    )
+    for future in admin.create_topics([topic]).values():
+        future.result()
+
+
+def renamed_patterns(source: Path, prefix: str, workdir: Path) -> Path:
+    """A copy of a pattern file whose publish topics are the run's own."""
+    text = source.read_text()
+    for topic in ("special-offers", "bench-offers"):
+        text = text.replace(f"topic: {topic}", f"topic: {prefix}-{topic}")
+    path = workdir / f"{prefix}.yaml"
+    path.write_text(text)
+    return path
+
+
+def expected_outputs(patterns: Path, records: list[dict[str, Any]], topic: str) -> int:
+    """How many records the core sends to `topic` for these records (in-process)."""
+    definitions = load_definitions_file(str(patterns))
+    raws = datagen.encode(records)
+    batches = bench_core.incoming_batches(definitions.source.topic, records, raws)
+    processor = bench_core.make_processor(definitions, bench_core.DictStore())
+    return sum(
+        1
+        for batch in batches
+        for out in bench_core.apply_batch(processor, batch).outgoing
+        if out.topic == topic
+    )
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+def measure(
+    child: Child,
+    expected: int,
+    timeout: float,
+    broker: psutil.Process,
+    startup_timeout: float = 120,
+) -> Throughput:
+    """Start the child and follow its count until it applied `expected` events."""
+    child.start()
+    started = time.monotonic()
+    first: tuple[float, int, float, float] | None = None
+    count = 0
+    now = started
+    while True:
+        child.check_alive()
+        count = child.count()
+        now = time.monotonic()
+        if count > 0 and first is None:
+            first = (now, count, cpu_seconds(child.ps), cpu_seconds(broker))
+        if count >= expected:
+            break
+        if first is None and now - started > startup_timeout:
+            raise RuntimeError(f"{child.name} applied nothing in {startup_timeout}s")
+        if first is not None and now - first[0] > timeout:
+            break
+        time.sleep(0.1)
+    assert first is not None
+    seconds = max(1e-9, now - first[0])
+    events = count - first[1]
+    return Throughput(
+        name=child.name,
+        events=events,
+        seconds=round(seconds, 2),
+        events_per_s=round(events / seconds, 1),
+        complete=count >= expected,
+        startup_s=round(first[0] - started, 2),
+        cpu_s=round(cpu_seconds(child.ps) - first[2], 2),
+        broker_cpu_s=round(cpu_seconds(broker) - first[3], 2),
+    )
+
+
+def wait_for_outputs(bootstrap: str, topic: str, expected: int, timeout: float = 15) -> int:
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        seen = len(kafka_io.read_all(bootstrap, topic, quiet=0.5))
+        if seen >= expected:
+            break
+        time.sleep(0.5)
+    return seen
+
+
+def produced_per_event(bootstrap: str, events: int, topics: dict[str, str]) -> dict[str, float]:
+    out = {}
+    for label, topic in topics.items():
+        written = len(kafka_io.read_all(bootstrap, topic, quiet=2.0))
+        if written:
+            out[label] = round(written / events, 3)
+    return out
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def paced_produce(
+    bootstrap: str, topic: str, records: list[dict[str, Any]], rate: float, seconds: float
+) -> tuple[int, float]:
+    """Produce at `rate` records/s for `seconds`, each stamped with its produce time (ns).
+
+    Returns (records sent, wall-clock time the first was sent).
+    """
+    client = kafka_io.producer(bootstrap, **{"linger.ms": 1})
+    total = min(len(records), int(rate * seconds))
+    dumps = orjson.dumps
+    started = time.monotonic()
+    first_wall = time.time()
+    sent = 0
+    while sent < total:
+        due = min(total, int((time.monotonic() - started) * rate) + 1)
+        while sent < due:
+            record = records[sent]
+            record["timestamp"] = time.time_ns()
+            try:
+                client.produce(topic, dumps(record), record["userId"].encode())
+            except BufferError:
+                client.poll(0.005)
+                continue
+            sent += 1
+        client.poll(0)
+        time.sleep(0.002)
+    client.flush(60)
+    return sent, first_wall
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+
+    def at(fraction: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 1)
+
+    return {
+        "count": len(ordered),
+        "p50_ms": at(0.50),
+        "p90_ms": at(0.90),
+        "p99_ms": at(0.99),
+        "max_ms": round(ordered[-1], 1),
+        "mean_ms": round(statistics.fmean(ordered), 1),
+    }
+
+
+def _iso_seconds(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def measure_latency(
+    bootstrap: str,
+    child: Child,
+    prefix: str,
+    rate: float,
+    seconds: float,
+    users: int,
+    first_user: int,
+) -> dict[str, Any]:
+    """Paced records of users of their own (numbered from `first_user`), and their outputs."""
+    offers_topic = f"{prefix}-special-offers"
+    actions_topic = child.env["EVENTPATTERNS_ACTIONS_TOPIC"]
+    records = datagen.generate(
+        int(rate * seconds) + 1,
+        max(1, min(users, int(rate * seconds) // 8)),
+        seed=first_user,
+        first_user=first_user,
+    )
+    ours = {record["userId"] for record in records}
+    before = child.count()
+    cpu_before = cpu_seconds(child.ps)
+    url = procs.worker_url(child)
+    batches_before = procs.metric(url, "eventpatterns_batch_events_count")
+    tail = kafka_io.TopicTail(bootstrap, [offers_topic, actions_topic]).start()
+    try:
+        sent, first_wall = paced_produce(bootstrap, SOURCE_TOPIC, records, rate, seconds)
+        produced_at = time.monotonic()
+        drained = None
+        while time.monotonic() - produced_at < 30:
+            if child.count() - before >= sent:
+                drained = time.monotonic() - produced_at
+                break
+            time.sleep(0.05)
+        time.sleep(1.5)
+    finally:
+        tail.stop()
+    batches = procs.metric(url, "eventpatterns_batch_events_count") - batches_before
+    cpu = cpu_seconds(child.ps) - cpu_before
+    offers: list[float] = []
+    actions: list[float] = []
+    for arrival in tail.arrivals:
+        value = orjson.loads(arrival.value)
+        if isinstance(value, list):  # an offer: [{"Timestamp": ns, ...}], keyed by user
+            if (arrival.key or b"").decode() in ours:
+                offers.append(1000 * (arrival.at - value[0]["Timestamp"] / NS))
+        elif isinstance(value, dict) and value.get("user_id") in ours and "time" in value:
+            stamp = _iso_seconds(value["time"])
+            if stamp >= first_wall - 0.001:
+                actions.append(1000 * (arrival.at - stamp - 0.0005))  # ms-truncated times
+    return {
+        "rate": round(rate, 1),
+        "seconds": seconds,
+        "sent": sent,
+        "drained_after_s": None if drained is None else round(drained, 2),
+        "events_per_batch": round(sent / batches, 1) if batches else None,
+        "worker_cpu_us_per_event": round(1e6 * cpu / max(1, sent)),
+        "offer": percentiles(offers),
+        "audit": percentiles(actions),
+    }
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def state_sample(patterns: Path, users: int) -> list[tuple[bytes, bytes, int | None]]:
+    """(user id, stored value, earliest timer) of `users` users made by the core.
+
+    The records are timed from now on, so that timers fall due after the benchmark
+    (as for idle users), and the values are what a worker writes to its state table.
+    """
+    definitions = load_definitions_file(str(patterns))
+    records = datagen.generate(users * 10, users, seed=5, start_ns=time.time_ns())
+    raws = datagen.encode(records)
+    store = bench_core.DictStore()
+    processor = bench_core.make_processor(definitions, store)
+    timers: dict[str, int | None] = {}
+    for batch in bench_core.incoming_batches(definitions.source.topic, records, raws):
+        for user, (_, due) in bench_core.apply_batch(processor, batch).timers.items():
+            timers[user] = due
+    return [(user.encode(), value, timers.get(user)) for user, value in store.values.items()]
+
+
+def recovery_user_id(number: int) -> bytes:
+    return f"rec-{number:09d}".encode()
+
+
+def cloned_states(
+    sample: list[tuple[bytes, bytes, int | None]], users: int
+) -> Iterator[tuple[bytes, bytes, int | None]]:
+    """`users` users, each a copy of a sample user's state under its own id."""
+    for number in range(users):
+        source, value, due = sample[number % len(sample)]
+        user = recovery_user_id(number)
+        yield user, value.replace(b'"' + source + b'"', b'"' + user + b'"'), due
+
+
+def write_changelogs(
+    bootstrap: str, app_id: str, sample: list[tuple[bytes, bytes, int | None]], users: int
+) -> dict[str, Any]:
+    """The worker's state and timers changelogs, as if it had applied these users' events."""
+    state_topic = f"{app_id}-state-changelog"
+    timers_topic = f"{app_id}-timers-changelog"
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    for future in admin.create_topics(
+        [
+            NewTopic(name, PARTITIONS, 1, config={"cleanup.policy": "compact"})
+            for name in (state_topic, timers_topic)
+        ]
+    ).values():
+        future.result()
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    timer_keys: list[bytes] = []
+    timer_values: list[bytes] = []
+    for user, value, due in cloned_states(sample, users):
+        keys.append(user)
+        values.append(value)
+        if due is not None:
+            timer_keys.append(user)
+            timer_values.append(str(due).encode())
+    started = time.perf_counter()
+    kafka_io.produce_all(bootstrap, state_topic, values, keys)
+    kafka_io.produce_all(bootstrap, timers_topic, timer_values, timer_keys)
+    return {
+        "users": users,
+        "state_bytes": sum(len(value) for value in values),
+        "users_with_timers": len(timer_keys),
+        "write_seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def wait_ready(child: Child, bootstrap: str, timeout: float) -> float:
+    """Seconds from the child's start until it applied an event of ours (posted until then)."""
+    topic = child.env["EVENTPATTERNS_EVENTS_TOPIC"]
+    markers = [orjson.dumps({"user_id": f"ready-{n}", "event": "ready"}) for n in range(16)]
+    keys = [f"ready-{n}".encode() for n in range(16)]
+    deadline = child.started_at + timeout
+    while time.monotonic() < deadline:
+        child.check_alive()
+        if child.count() >= 1:
+            return time.monotonic() - child.started_at
+        if procs.metric(procs.worker_url(child), "eventpatterns_events_total") == 0:
+            with contextlib.suppress(Exception):
+                kafka_io.produce_all(bootstrap, topic, markers, keys)
+        time.sleep(0.25)
+    raise RuntimeError(f"{child.name} not ready after {timeout}s:\n{child.log_tail()}")
+
+
+def restored_users(child: Child, users: int, probes: int = 64) -> int:
+    """How many of `probes` users spread over the whole range the worker knows."""
+    url = procs.worker_url(child)
+    rng = random.Random(3)
+    numbers = sorted({users - 1, 0, *(rng.randrange(users) for _ in range(probes - 2))})
+    found = 0
+    for number in numbers:
+        user = recovery_user_id(number).decode()
+        try:
+            with urllib.request.urlopen(f"{url}/v1/users/{user}", timeout=5) as response:
+                body = orjson.loads(response.read())
+        except OSError:
+            continue
+        if body.get("patterns"):
+            found += 1
+    return round(found * probes / len(numbers))
+
+
+def measure_recovery(
+    broker: EmbeddedBroker,
+    patterns: Path,
+    workdir: Path,
+    sample: list[tuple[bytes, bytes, int | None]],
+    users: int,
+    variant: Variant,
+) -> dict[str, Any]:
+    app_id = f"bench-recover-{users}"
+    written: dict[str, Any] = {}
+    if users:
+        written = write_changelogs(broker.bootstrap, app_id, sample, users)
+        # The floor of any restore: reading the state changelog with librdkafka.
+        started = time.perf_counter()
+        read = len(kafka_io.read_all(broker.bootstrap, f"{app_id}-state-changelog", quiet=0.5))
+        written["bulk_read_s"] = round(time.perf_counter() - started - 0.5, 2)
+        written["bulk_read_records"] = read
+    child = variant.worker(f"recovery {users:,}", broker, patterns, workdir, app_id)
+    child.start()
+    try:
+        ready = wait_ready(child, broker.bootstrap, timeout=600)
+        time.sleep(1.0)
+        resident = rss(child.ps)
+        restored = restored_users(child, users) if users else 0
+    finally:
+        child.stop()
+    return {
+        "users": users,
+        "ready_s": round(ready, 2),
+        "rss_bytes": resident,
+        "restored_of_64_probed": restored,
+        **written,
+    }
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How workers are started: plain, or through benchmarks/tuned_worker.py."""
+
+    experiments: tuple[str, ...] = ()
+
+    @property
+    def module(self) -> str:
+        return "benchmarks.tuned_worker" if self.experiments else "eventpatterns.worker"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for name in self.experiments:
+            env.update(EXPERIMENTS[name])
+        return env
+
+    def worker(
+        self, name: str, broker: EmbeddedBroker, patterns: Path, workdir: Path, app_id: str
+    ) -> Child:
+        return procs.worker(
+            name, broker.url, patterns, workdir, app_id, extra=self.env, module=self.module
+        )
+
+
+def run_e2e(
+    results: Results,
+    broker: EmbeddedBroker,
+    mode: Mode,
+    workdir: Path,
+    skip: set[str],
+    variant: Variant,
+) -> None:
+    bootstrap = broker.bootstrap
+    broker_ps = psutil.Process(broker.pid)
+    records = datagen.generate(mode.e2e_events, mode.e2e_users, start_ns=time.time_ns())
+    raws = datagen.encode(records)
+    keys = [record["userId"].encode() for record in records]
+    log(f"producing {len(raws):,} records of {mode.e2e_users:,} users to {SOURCE_TOPIC}")
+    seconds = kafka_io.produce_all(bootstrap, SOURCE_TOPIC, raws, keys)
+    log(f"  produced in {seconds:.1f}s")
+    total = len(raws)
+
+    # Both pattern files hold the seed's two offer patterns, unchanged, and nothing else
+    # touches them: the offers expected are the same, counted once with the small file.
+    clickstream = HERE.parent / "examples/clickstream.yaml"
+    offers_expected = expected_outputs(clickstream, records, "special-offers")
+
+    def ours(name: str, source: Path, prefix: str, timeout: float) -> Child:
+        patterns = renamed_patterns(source, prefix, workdir)
+        log(f"{name}: one worker, {patterns.name}")
+        child = variant.worker(name, broker, patterns, workdir, prefix)
+        result = measure(child, total, timeout, broker_ps)
+        topic = f"{prefix}-special-offers"
+        result.expected_outputs = offers_expected
+        if result.complete:
+            result.outputs = wait_for_outputs(bootstrap, topic, result.expected_outputs)
+        batches = procs.metric(procs.worker_url(child), "eventpatterns_batch_events_count")
+        result.events_per_batch = round(total / batches, 1) if batches else None
+        result.produced_per_event = produced_per_event(
+            bootstrap,
+            max(1, child.count()),  # what it applied by now (all, unless the time ran out)
+            {
+                "state changelog": f"{prefix}-state-changelog",
+                "timers changelog": f"{prefix}-timers-changelog",
+                "audit trail": f"{prefix}-actions",
+                "publish": f"{prefix}-special-offers",
+                "publish (bench-offers)": f"{prefix}-bench-offers",
+                "history": f"{prefix}-history",
+            },
+        )
+        results.throughput[prefix] = result
+        log(f"  {_describe(result)}")
+        return child
+
+    if "clickstream" not in skip:
+        name = "eventpatterns, 2 clickstream patterns"
+        ours(name, clickstream, "bench-click", mode.compare_timeout).stop()
+
+    if "faust" not in skip:
+        log("bare Faust agent (decode + count per user in a table)")
+        child = procs.baseline(
+            "bare Faust agent",
+            "benchmarks.baseline_faust",
+            workdir,
+            {
+                "BENCH_BROKER": broker.url,
+                "BENCH_TOPIC": SOURCE_TOPIC,
+                "EVENTPATTERNS_APP_ID": "bench-faust",
+                "EVENTPATTERNS_WEB_PORT": str(procs.free_port()),
+                "EVENTPATTERNS_DATA_DIR": str(workdir / "data-faust"),
+            },
+            target=total,
+        )
+        try:
+            result = measure(child, total, mode.compare_timeout, broker_ps)
+            changelog = {"table changelog": "bench-faust-counts-changelog"}
+            result.produced_per_event = produced_per_event(
+                bootstrap, max(1, child.count()), changelog
+            )
+            results.throughput["bare_faust"] = result
+        finally:
+            child.stop()
+        log(f"  {_describe(results.throughput['bare_faust'])}")
+
+    if "quix" not in skip:
+        log("quixstreams: the seed's state machine")
+        machine = SeedMachine()
+        expected = sum(1 for record in records if machine.process(record) is not None)
+        child = procs.baseline(
+            "quixstreams seed machine",
+            "benchmarks.baseline_quix",
+            workdir,
+            {
+                "BENCH_BOOTSTRAP": bootstrap,
+                "BENCH_TOPIC": SOURCE_TOPIC,
+                "BENCH_OUTPUT": "bench-quix-special-offers",
+                "BENCH_GROUP": "bench-quix",
+                "BENCH_STATE_DIR": str(workdir / "quix-state"),
+            },
+            target=total,
+        )
+        try:
+            result = measure(child, total, mode.compare_timeout, broker_ps)
+            result.expected_outputs = expected
+            if result.complete:
+                result.outputs = wait_for_outputs(bootstrap, "bench-quix-special-offers", expected)
+            results.throughput["quix"] = result
+        finally:
+            child.stop()
+        log(f"  {_describe(results.throughput['quix'])}")
+
+    if "latency" not in skip:
+        results.broker_hop = percentiles(kafka_io.hop_latency(bootstrap, "bench-hop"))
+        log(f"one broker hop (producer -> reader, empty topic): {results.broker_hop}")
+
+    if "mix" not in skip:
+        mix = HERE / "patterns.yaml"
+        child = ours("eventpatterns, 10 mixed patterns", mix, "bench-mix", mode.e2e_timeout)
+        try:
+            if "latency" not in skip:
+                time.sleep(1.0)
+                before_idle = cpu_seconds(child.ps)
+                time.sleep(3.0)
+                results.idle_worker_cpu_percent = round(
+                    100 * (cpu_seconds(child.ps) - before_idle) / 3.0, 1
+                )
+                log(f"idle worker CPU: {results.idle_worker_cpu_percent} %")
+                sustained = results.throughput["bench-mix"].events_per_s
+                for number, fraction in enumerate(mode.latency_loads):
+                    load = f"{fraction:.0%}" if fraction else "light"
+                    rate = fraction * sustained if fraction else LIGHT_LOAD
+                    log(f"latency at {load} load: {rate:,.0f} events/s for {mode.latency_seconds}s")
+                    results.latency[load] = measure_latency(
+                        bootstrap,
+                        child,
+                        "bench-mix",
+                        rate,
+                        mode.latency_seconds,
+                        mode.e2e_users,
+                        first_user=(5 + number) * 10_000_000,
+                    )
+                    log(f"  {results.latency[load]}")
+        finally:
+            child.stop()
+
+
+def run_recovery(
+    results: Results, broker: EmbeddedBroker, mode: Mode, workdir: Path, variant: Variant
+) -> None:
+    patterns = HERE / "patterns.yaml"
+    log(f"recovery: states of {mode.sample_users:,} users made by the core, to clone")
+    sample = state_sample(patterns, mode.sample_users)
+    for users in (0, *mode.recovery_users):
+        log(f"recovery of {users:,} users")
+        entry = measure_recovery(broker, patterns, workdir, sample, users, variant)
+        results.recovery.append(entry)
+        log(f"  {entry}")
+
+
+def _describe(result: Throughput) -> str:
+    outputs = ""
+    if result.expected_outputs is not None:
+        outputs = f", offers {result.outputs} of {result.expected_outputs}"
+    done = "" if result.complete else " (PARTIAL: time limit)"
+    return (
+        f"{result.events_per_s:,.0f} events/s over {result.events:,} events in "
+        f"{result.seconds}s{done}; {result.cpu_us_per_event:,.0f} us CPU/event; "
+        f"startup {result.startup_s}s; broker CPU {result.broker_cpu_s}s{outputs}"
+    )
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def ratios(results: Results) -> dict[str, float]:
+    rates = {key: value.events_per_s for key, value in results.throughput.items()}
+    out = {}
+    for ours in ("bench-click", "bench-mix"):
+        for other in ("bare_faust", "quix"):
+            if rates.get(ours) and rates.get(other):
+                out[f"{ours}/{other}"] = round(rates[ours] / rates[other], 3)
+    return out
+
+
+def idle_bytes_per_user(results: Results) -> dict[int, float]:
+    empty = next((r for r in results.recovery if r["users"] == 0), None)
+    if empty is None:
+        return {}
+    return {
+        r["users"]: round((r["rss_bytes"] - empty["rss_bytes"]) / r["users"])
+        for r in results.recovery
+        if r["users"]
+    }
+
+
+def goals(results: Results) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    rates = ratios(results)
+    mix = results.throughput.get("bench-mix")
+    if "bench-click/bare_faust" in rates:
+        out["e2e >= 0.8x bare Faust (clickstream)"] = (rates["bench-click/bare_faust"], 0.8)
+    if "bench-mix/bare_faust" in rates:
+        out["e2e >= 0.8x bare Faust (10 patterns)"] = (rates["bench-mix/bare_faust"], 0.8)
+    if "bench-click/quix" in rates:
+        out["e2e above quixstreams (clickstream)"] = (rates["bench-click/quix"], 1.0)
+    if mix is not None:
+        out["e2e >= 30,000 events/s (10 patterns)"] = (mix.events_per_s, 30_000)
+    offer = results.latency.get("70%", {}).get("offer", {})
+    if offer.get("count"):
+        out["p99 event->offer < 50 ms at 70 % load"] = (offer["p99_ms"], 50.0)
+    for entry in results.recovery:
+        if entry["users"] >= 1_000_000:
+            out["recovery of 1,000,000 users < 30 s"] = (entry["ready_s"], 30.0)
+    for users, size in idle_bytes_per_user(results).items():
+        out[f"< 1 KiB per idle user ({users:,} users)"] = (size, 1024)
+    verdicts = {}
+    for name, (measured, goal) in out.items():
+        lower_is_better = name.startswith(("p99", "recovery", "<"))
+        met = measured < goal if lower_is_better else measured >= goal
+        verdicts[name] = {"measured": measured, "goal": goal, "met": met}
+    return verdicts
+
+
+def table(results: Results) -> str:
+    variant = f", workers with {'+'.join(results.experiments)}" if results.experiments else ""
+    lines = [
+        f"eventpatterns benchmarks ({results.mode}{variant}), {results.started}, {results.machine}"
+    ]
+    if results.core:
+        core = results.core
+        lines.append("")
+        lines.append(
+            f"core, one process ({core['events']:,} events, {core['users']:,} users): events/s"
+        )
+        for key, rate in core["rates"].items():
+            lines.append(
+                f"  {key:<30} {rate['events_per_s']:>10,} wall  {rate['events_per_cpu_s']:>10,} cpu"
+            )
+        memory = core["memory"]
+        lines.append(
+            f"  state per user: {memory.get('encoded_bytes_per_user')} B encoded, "
+            f"{memory.get('object_bytes_per_user')} B as objects"
+        )
+    if results.throughput:
+        lines.append("")
+        lines.append(
+            f"end to end, one process each{'':<12} {'events/s':>9} {'us cpu/ev':>9} "
+            f"{'startup':>8} {'offers':>13}"
+        )
+        for result in results.throughput.values():
+            offers = (
+                f"{result.outputs}/{result.expected_outputs}"
+                if result.expected_outputs is not None
+                else "-"
+            )
+            flag = "" if result.complete else "*"
+            lines.append(
+                f"  {result.name:<38} {result.events_per_s:>9,.0f}{flag:1} "
+                f"{result.cpu_us_per_event:>8,.0f} {result.startup_s:>7}s {offers:>13}"
+            )
+        for key, value in ratios(results).items():
+            lines.append(f"  ratio {key}: {value}")
+        for result in results.throughput.values():
+            if result.produced_per_event:
+                produced = ", ".join(f"{k} {v}" for k, v in result.produced_per_event.items())
+                batch = ""
+                if result.events_per_batch:
+                    batch = f"; {result.events_per_batch} events per batch"
+                lines.append(f"  {result.name}: records written per event: {produced}{batch}")
+    if results.broker_hop:
+        lines.append("")
+        lines.append(f"one broker hop, producer -> reader, at 100 records/s: {results.broker_hop}")
+    if results.idle_worker_cpu_percent is not None:
+        lines.append(
+            f"idle worker (its users' state held, no events): "
+            f"{results.idle_worker_cpu_percent} % CPU"
+        )
+    for load, latency in results.latency.items():
+        lines.append("")
+        lines.append(
+            f"latency at {latency['rate']:,.0f} events/s ({load} load), {latency['sent']:,} "
+            f"events, all applied {latency['drained_after_s']}s after the last was sent"
+        )
+        lines.append(
+            f"  events per batch: {latency['events_per_batch']}; worker CPU per event: "
+            f"{latency['worker_cpu_us_per_event']} us"
+        )
+        for key, label in (("offer", "event -> offer"), ("audit", "event -> audit record")):
+            lines.append(f"  {label}: {latency[key]}")
+    if results.recovery:
+        lines.append("")
+        lines.append("recovery from the changelog (fresh worker, until it applies an event)")
+        per_user = idle_bytes_per_user(results)
+        for entry in results.recovery:
+            size = per_user.get(entry["users"])
+            lines.append(
+                f"  {entry['users']:>9,} users: ready in {entry['ready_s']:>6}s, "
+                f"RSS {entry['rss_bytes'] / 2**20:,.0f} MiB"
+                + (f", {size:,} B/user over an empty worker" if size is not None else "")
+                + (
+                    f", state {entry['state_bytes'] / max(1, entry['users']):,.0f} B/user, "
+                    f"{entry['restored_of_64_probed']}/64 probed users restored; "
+                    f"changelog read alone (librdkafka) {entry['bulk_read_s']}s"
+                    if entry["users"]
+                    else ""
+                )
+            )
+    verdicts = goals(results)
+    if verdicts:
+        lines.append("")
+        lines.append("goals")
+        for name, verdict in verdicts.items():
+            lines.append(
+                f"  {'met   ' if verdict['met'] else 'MISSED'} {name}: {verdict['measured']:,}"
+            )
+    for note in results.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="about two minutes, smaller")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["core", "clickstream", "faust", "quix", "mix", "latency", "recovery"],
+    )
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        choices=sorted(EXPERIMENTS),
+        help="start workers through benchmarks/tuned_worker.py with this change (repeatable)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    mode = MODES["quick" if args.quick else "full"]
+    skip = set(args.skip)
+    variant = Variant(tuple(args.experiment))
+    results = Results(mode.name, time.strftime("%Y-%m-%d %H:%M:%S"), machine())
+    results.experiments = list(variant.experiments)
+    workdir = Path(tempfile.mkdtemp(prefix="eventpatterns-bench-"))
+    started = time.monotonic()
+    try:
+        if "core" not in skip:
+            log(f"core: {mode.core_events:,} events of {mode.core_users:,} users")
+            core = bench_core.run_core(
+                mode.core_events,
+                mode.core_users,
+                with_profile=mode.core_profile,
+                profile_events=min(30_000, mode.core_events),
+                log=lambda line: log(line.strip()),
+            )
+            results.core = core.as_json()
+        with EmbeddedBroker(log_path=os.devnull) as broker:
+            create_input_topic(broker.bootstrap)
+            run_e2e(results, broker, mode, workdir, skip, variant)
+            if "recovery" not in skip:
+                run_recovery(results, broker, mode, workdir, variant)
+    finally:
+        results.machine["seconds"] = round(time.monotonic() - started, 1)
+        results.machine["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+        args.out.write_bytes(orjson.dumps(results.as_json(), option=orjson.OPT_INDENT_2))
+        if args.keep:
+            log(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
