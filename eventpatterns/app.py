@@ -78,12 +78,48 @@ def keep_stale_messages_unacked() -> None:
     Event.ack = ack_if_current  # type: ignore[method-assign]
 
 
+def seek_before_fetching_streams() -> None:
+    """Hold the stream partitions while the consumer seeks them to their committed offsets.
+
+    At the end of a rebalance faust-streaming resumes the stream partitions, then
+    seeks them (broker round trips), then resumes flow, which clears the agents'
+    queues. What was fetched in between is queued and then dropped: a partition
+    that is sought fetches it again, but one without a committed offset (its
+    previous owner died before its first commit) is not sought, and those records
+    were never applied. So the seek runs with the stream partitions held, and a
+    partition without a committed offset is sought to offset 0 (the consumer
+    resets an offset below the log start to the earliest, as configured): the
+    order faust-streaming PR #217 meant. The seek faust-streaming makes while
+    flow is stopped (mid-rebalance) holds nothing: recovery holds them then.
+    """
+    from faust.transport.consumer import Consumer
+
+    seek = getattr(Consumer.perform_seek, "__wrapped__", Consumer.perform_seek)
+
+    async def perform_seek(self: Any) -> None:
+        held = set()
+        if self.flow_active:
+            held = {tp for tp in self._get_active_partitions() if not self._is_changelog_tp(tp)}
+            self.pause_partitions(held)
+        try:
+            await seek(self)
+            for tp in self.assignment():
+                if not self._is_changelog_tp(tp) and not self._committed_offset.get(tp):
+                    await self.seek(tp, 0)
+        finally:
+            self.resume_partitions(held)
+
+    perform_seek.__wrapped__ = seek  # type: ignore[attr-defined]
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+
+
 def faust_app(settings: Settings, broker_url: str) -> faust.App:
     """A Faust app tuned so that start-up and group joins take seconds."""
     from .web import advertised_host
 
     tune_fetch_wait(settings.fetch_wait_ms)
     keep_stale_messages_unacked()
+    seek_before_fetching_streams()
     return faust.App(
         settings.app_id,
         broker=broker_url,

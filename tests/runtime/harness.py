@@ -111,16 +111,16 @@ async def produce(
 ) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
-    count = 0
+    deliveries = []
     try:
         for record in records:
             value = record if isinstance(record, bytes) else orjson.dumps(record)
-            await producer.send(topic, value, key=key(record) if key else None)
-            count += 1
-        await producer.flush()
+            deliveries.append(await producer.send(topic, value, key=key(record) if key else None))
+        # A failed send fails its future, not flush(): wait for every one.
+        await asyncio.gather(*deliveries)
     finally:
         await producer.stop()
-    return count
+    return len(deliveries)
 
 
 def user_key(field: str = "user_id") -> Callable[[Any], bytes | None]:

@@ -118,15 +118,32 @@ def test_parity_with_replay_on_every_pattern_kind(broker: EmbeddedBroker, tmp_pa
         worker.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known open defect (issue 3): under CPU load a SIGKILL failover can still lose a "
-    "few events in the survivor's rebalance; passes on an idle machine",
+@pytest.mark.parametrize(
+    "applied_before_kill",
+    [
+        pytest.param(10, id="early"),
+        # Late: the killed worker has applied most of its share, maybe without a
+        # commit, so the survivor restarts those partitions from their beginning or
+        # a committed offset while it recovers (this lost records before
+        # `app.seek_before_fetching_streams`).
+        pytest.param(
+            700,
+            id="late",
+            marks=pytest.mark.xfail(
+                strict=False,
+                reason="open (issue 3): in about one run in five the survivor stops taking "
+                "records after the rebalance; in the runs probed, the embedded broker had "
+                "lost the acknowledged records produced after the kill",
+            ),
+        ),
+    ],
 )
-def test_two_workers_one_killed_mid_stream(broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_two_workers_one_killed_mid_stream(
+    broker: EmbeddedBroker, tmp_path: Path, applied_before_kill: int
+) -> None:
     first = Worker(broker.url, COUNTING, tmp_path, name="a").start()
     second = Worker(broker.url, COUNTING, tmp_path, name="b").start()
-    reader = TopicReader(broker.bootstrap, ACTIONS)
+    reader = TopicReader(broker.bootstrap, ACTIONS, "eventpatterns-events")
     try:
         wait_ready(first, broker.bootstrap)
         wait_ready(second, broker.bootstrap)
@@ -135,7 +152,7 @@ def test_two_workers_one_killed_mid_stream(broker: EmbeddedBroker, tmp_path: Pat
         run(produce(broker.bootstrap, "eventpatterns-events", events[:half], user_key()))
         wait_until(
             lambda: (
-                metric(first, "eventpatterns_events_total") > 10
+                metric(first, "eventpatterns_events_total") > applied_before_kill
                 and metric(second, "eventpatterns_events_total") > 10
             ),
             timeout=30,
@@ -144,12 +161,20 @@ def test_two_workers_one_killed_mid_stream(broker: EmbeddedBroker, tmp_path: Pat
         first.kill()
         run(produce(broker.bootstrap, "eventpatterns-events", events[half:], user_key()))
         expected = replay_records(COUNTING, events, workdir=tmp_path)
-        wait_for_same_records(
-            lambda: deduplicated(audit(reader)),
-            expected,
-            timeout=90,
-            what="every user's records, as replay says, after the kill",
-        )
+        try:
+            wait_for_same_records(
+                lambda: deduplicated(audit(reader)),
+                expected,
+                timeout=60,
+                what="every user's records, as replay says, after the kill",
+            )
+        except AssertionError:
+            lost = lost_by_the_broker(reader, events)
+            if lost:
+                # Not the worker's doing: Tansu 0.6 (memory storage) acknowledged these
+                # writes of the test's producer and does not hold them.
+                pytest.xfail(f"the embedded broker lost {lost} acknowledged input records")
+            raise
         # Duplicates, if any, are exact re-productions under the same id.
         by_id: dict[str, set[bytes]] = {}
         for record in audit(reader):
@@ -159,6 +184,12 @@ def test_two_workers_one_killed_mid_stream(broker: EmbeddedBroker, tmp_path: Pat
         reader.close()
         first.kill()
         second.stop()
+
+
+def lost_by_the_broker(reader: TopicReader, events: list[dict[str, Any]]) -> int:
+    """How many produced (and acknowledged) events the input topic does not hold."""
+    held = Counter(message.value for message in reader.of("eventpatterns-events"))
+    return sum((Counter(orjson.dumps(event) for event in events) - held).values())
 
 
 def test_restart_recovers_state_from_the_changelog(broker: EmbeddedBroker, tmp_path: Path) -> None:
