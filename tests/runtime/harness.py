@@ -209,20 +209,9 @@ def replay_records(
 
 def metric(worker: Worker, name: str) -> float:
     """A counter or gauge from the worker's /metrics (0 when absent or unreachable)."""
-    import urllib.request
+    from benchmarks.procs import metric as scrape
 
-    try:
-        with urllib.request.urlopen(f"{worker.url}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            head, _, value = line.rpartition(" ")
-            if head == name or head.startswith(name + "{"):
-                total += float(value)
-    return total
+    return scrape(worker.url, name)
 
 
 def wait_ready(worker: Worker, bootstrap: str, timeout: float = 60) -> None:
