@@ -22,9 +22,10 @@ from .broker import to_bootstrap
 from .core.definitions import Definitions
 from .core.events import Event
 from .metrics import Metrics
-from .processor import BatchProcessor, BatchResult, Incoming, Outgoing, partition_for
+from .processor import BatchProcessor, BatchResult, Incoming, partition_for
 from .redislog import TransitionLog
 from .scheduler import TimerService
+from .sending import RecordBatches
 from .settings import Settings
 from .topics import input_channel, raw_topic, topic_names
 
@@ -153,7 +154,14 @@ def faust_app(settings: Settings, broker_url: str) -> faust.App:
 
 
 CHANGELOG_MARKER = b"\x00eventpatterns-end-of-batch"
-"""A key no user id can be (user ids are text); see `Runtime._end_changelog_batches`."""
+"""A key no user id can be (user ids are text).
+
+Tansu (the embedded broker) answers a request for a partition's end offset
+with the base offset of its last record batch + 1, and Faust's recovery stops
+there: it would miss the rest of that batch, the latest states. So on Tansu
+each written changelog partition ends with a batch of one record: a tombstone
+of this key, which deletes nothing when recovery applies it.
+"""
 
 
 class Runtime:
@@ -190,6 +198,8 @@ class Runtime:
             max_event_bytes=settings.max_event_bytes,
         )
         self.timer_service = TimerService(self.send_tick)
+        self.outputs = RecordBatches()
+        """A batch's outputs, produced as whole record batches by `commit_batch`."""
         self._topics: dict[str, faust.TopicT] = {}
         self.listeners: list[Any] = []
         """Callables given each audit record (the dashboard's live feed)."""
@@ -214,9 +224,6 @@ class Runtime:
 
         @self.app.task
         async def _start() -> None:
-            # Faust throttles the agent when more than this many sends are buffered;
-            # its default (100) is far below one batch's output.
-            self.app.producer.buffer.max_messages = 10 * self.settings.batch_size
             self.timer_service.start()
             if self.redis is not None:
                 await self.redis.start()
@@ -234,7 +241,7 @@ class Runtime:
     # ------------------------------------------------------------------ batches
 
     def process_batch(self, events: list[Any]) -> BatchResult:
-        """Apply a batch the agent took and send its outputs (buffered); see `commit_batch`."""
+        """Apply a batch the agent took and queue its outputs; see `commit_batch`."""
         started = time.perf_counter()
         by_partition = {}
         incoming = []
@@ -255,7 +262,7 @@ class Runtime:
         self.store.events_by_partition = by_partition
         result = self.processor.process(incoming)
         for out in result.outgoing:
-            self.send(out)
+            self.outputs.add(out.topic, out.key, out.value, list(out.headers))
         self.metrics.observe_batch(result, time.perf_counter() - started, len(events))
         produced = [e.message.timestamp for e in events if e.message.timestamp]
         if produced:  # Kafka timestamps are milliseconds
@@ -268,46 +275,26 @@ class Runtime:
         A crash in between re-applies the batch from the old states: the same
         outputs again, under the same ids, and nothing lost.
         """
-        await self.flush()
+        producer = self.app.producer._ensure_producer()
+        await self.outputs.send(producer)
         self.processor.write_states(result)
         for user_id, (partition, due) in result.timers.items():
             if self.store.set_next_due(user_id, partition, due) or due is not None:
                 self.timer_service.update(user_id, partition, due)
-        if self.embedded_broker and result.writes:
-            await self.flush()
-            self._end_changelog_batches({partition for _, _, partition in result.writes})
-        await self.flush()
-
-    def _end_changelog_batches(self, partitions: set[int]) -> None:
-        """Make the last record batch of each written changelog partition a single record.
-
-        Tansu (the embedded broker) answers a request for a partition's end offset
-        with the base offset of its last record batch + 1, and Faust's recovery
-        stops there: it would miss the rest of that batch, the latest states. A
-        lone tombstone of a key no user has, sent after the states are durable,
-        is a batch of one; applied on recovery it deletes nothing.
-        """
-        for table in (self.state_table, self.timers_table):
-            for partition in partitions:
-                table.send_changelog(partition, CHANGELOG_MARKER, None, value_serializer="raw")
+        if self.embedded_broker:
+            self.store.end_changelog_batches(CHANGELOG_MARKER)
+        await self.store.send_changelog(producer)
 
     async def flush(self) -> None:
-        """Wait until every record the batch produced (outputs, changelog) is acknowledged.
+        """Wait until every record sent through Faust (timer ticks, resets) is acknowledged.
 
-        The agent calls this before a batch's input offsets are acknowledged.
-        Faust's own flush gives up on a slow send after 0.1 s, after which a
-        commit could get ahead of the changelog and lose state in a crash.
+        Faust's own flush gives up on a slow send after 0.1 s.
         """
         producer = self.app.producer
         buffer = producer.buffer
         while buffer.size:
             await buffer.flush_atmost(buffer.size)
         await producer.flush()
-
-    def send(self, out: Outgoing) -> None:
-        self.topic(out.topic).send_soon(
-            key=out.key, value=out.value, headers=list(out.headers) or None
-        )
 
     def send_tick(self, user_id: str, due: int) -> None:
         key = user_id.encode()

@@ -28,7 +28,7 @@ EMBEDDED_BANNER = (
 
 
 async def is_tansu(bootstrap: str) -> bool:
-    """Tansu brokers need the changelog workaround in `Runtime._end_changelog_batches`."""
+    """Tansu brokers need the changelog workaround in `app.CHANGELOG_MARKER`."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

@@ -218,6 +218,10 @@ def test_restart_recovers_state_from_the_changelog(broker: EmbeddedBroker, tmp_p
             timeout=60,
             what="records of both halves equal to one replay",
         )
+        restored = re.findall(
+            r"state: \d+ partitions read from the changelog .*, (\d+) keys held", again.log()
+        )
+        assert restored and int(restored[0]) >= len({e["user_id"] for e in events[:half]})
     finally:
         reader.close()
         again.stop()

@@ -1,0 +1,69 @@
+"""Bulk changelog restore against the real embedded broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from faust.types import TP
+
+from eventpatterns.broker import EmbeddedBroker, acreate_topics
+from eventpatterns.sending import RecordBatches
+from eventpatterns.tables.restore import read_changelog
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as running:
+        yield running
+
+
+@pytest.fixture
+async def producer(broker: EmbeddedBroker) -> AsyncIterator[AIOKafkaProducer]:
+    client = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1)
+    await client.start()
+    yield client
+    await client.stop()
+
+
+async def test_latest_values_and_tombstones_of_the_asked_partitions(
+    broker: EmbeddedBroker, producer: AIOKafkaProducer
+) -> None:
+    topic = "restore-changelog"
+    await acreate_topics(broker.bootstrap, {topic: 3})
+    writes = RecordBatches()
+    for round_ in range(3):  # three rounds of writes, in separate batches
+        for user in range(300):
+            writes.add(topic, b"u%d" % user, b"r%d" % round_, partition=user % 3)
+        await writes.send(producer)
+    for user in range(0, 300, 10):
+        writes.add(topic, b"u%d" % user, None, partition=user % 3)
+    for partition in range(3):
+        writes.add_alone(topic, partition, b"\x00end", None)
+    await writes.send(producer)
+
+    data: dict[bytes, bytes] = {b"u1": b"stale", b"other": b"kept"}
+    key_partition: dict[bytes, int] = {}
+    last = await read_changelog(
+        [broker.bootstrap], [TP(topic, 1), TP(topic, 2)], data, key_partition
+    )
+
+    users = [u for u in range(300) if u % 3 != 0 and u % 10 != 0]
+    assert data == {b"u%d" % u: b"r2" for u in users} | {b"other": b"kept"}
+    assert key_partition == {b"u%d" % u: u % 3 for u in users}
+    per_partition = 3 * 100 + 10 + 1  # three rounds, the tombstones, the marker
+    assert last == {
+        TopicPartition(topic, 1): per_partition - 1,
+        TopicPartition(topic, 2): per_partition - 1,
+    }
+
+
+async def test_an_empty_partition_reads_nothing(broker: EmbeddedBroker) -> None:
+    await acreate_topics(broker.bootstrap, {"restore-empty": 1})
+    data: dict[bytes, bytes] = {}
+    assert await read_changelog([broker.bootstrap], [TP("restore-empty", 0)], data, {}) == {}
+    assert data == {}
