@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from faust.types import TP
 
@@ -67,3 +67,32 @@ async def test_an_empty_partition_reads_nothing(broker: EmbeddedBroker) -> None:
     data: dict[bytes, bytes] = {}
     assert await read_changelog([broker.bootstrap], [TP("restore-empty", 0)], data, {}) == {}
     assert data == {}
+
+
+async def test_reports_no_offset_beyond_the_end_offset_faust_will_see(
+    broker: EmbeddedBroker, producer: AIOKafkaProducer
+) -> None:
+    """Faust refuses a persisted offset above the end offset it reads from the broker.
+
+    Tansu reports the end of a partition as its last batch's base offset + 1, so a
+    fetch may return records past it: they are applied, but not reported.
+    """
+    topic = "restore-one-batch"
+    await acreate_topics(broker.bootstrap, {topic: 1})
+    writes = RecordBatches()
+    for user in range(50):
+        writes.add(topic, b"u%d" % user, b"v", partition=0)
+    await writes.send(producer)  # one batch, no marker after it
+    tp = TopicPartition(topic, 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)
+    await consumer.start()
+    try:
+        end = (await consumer.end_offsets([tp]))[tp]
+    finally:
+        await consumer.stop()
+
+    data: dict[bytes, bytes] = {}
+    last = await read_changelog([broker.bootstrap], [TP(topic, 0)], data, {})
+
+    assert last == {tp: min(49, end - 1)}
+    assert len(data) == 50
