@@ -48,6 +48,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventpatterns.broker import EmbeddedBroker
 from eventpatterns.core.definitions import load_definitions_file
+from eventpatterns.processor import pack_stored, unpack_stored
 
 from . import bench_core, datagen, kafka_io, procs
 from .procs import Child, cpu_seconds, rss
@@ -440,40 +441,33 @@ def cloned_states(
     for number in range(users):
         source, value, due = sample[number % len(sample)]
         user = recovery_user_id(number)
-        yield user, value.replace(b'"' + source + b'"', b'"' + user + b'"'), due
+        plain = unpack_stored(value).replace(b'"' + source + b'"', b'"' + user + b'"')
+        yield user, pack_stored(plain, due), due
 
 
 def write_changelogs(
     bootstrap: str, app_id: str, sample: list[tuple[bytes, bytes, int | None]], users: int
 ) -> dict[str, Any]:
-    """The worker's state and timers changelogs, as if it had applied these users' events."""
+    """The worker's state changelog, as if it had applied these users' events."""
     state_topic = f"{app_id}-state-changelog"
-    timers_topic = f"{app_id}-timers-changelog"
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     for future in admin.create_topics(
-        [
-            NewTopic(name, PARTITIONS, 1, config={"cleanup.policy": "compact"})
-            for name in (state_topic, timers_topic)
-        ]
+        [NewTopic(state_topic, PARTITIONS, 1, config={"cleanup.policy": "compact"})]
     ).values():
         future.result()
     keys: list[bytes] = []
     values: list[bytes] = []
-    timer_keys: list[bytes] = []
-    timer_values: list[bytes] = []
+    with_timers = 0
     for user, value, due in cloned_states(sample, users):
         keys.append(user)
         values.append(value)
-        if due is not None:
-            timer_keys.append(user)
-            timer_values.append(str(due).encode())
+        with_timers += due is not None
     started = time.perf_counter()
     kafka_io.produce_all(bootstrap, state_topic, values, keys)
-    kafka_io.produce_all(bootstrap, timers_topic, timer_values, timer_keys)
     return {
         "users": users,
         "state_bytes": sum(len(value) for value in values),
-        "users_with_timers": len(timer_keys),
+        "users_with_timers": with_timers,
         "write_seconds": round(time.perf_counter() - started, 2),
     }
 
@@ -615,7 +609,6 @@ def run_e2e(
             max(1, child.count()),  # what it applied by now (all, unless the time ran out)
             {
                 "state changelog": f"{prefix}-state-changelog",
-                "timers changelog": f"{prefix}-timers-changelog",
                 "audit trail": f"{prefix}-actions",
                 "publish": f"{prefix}-special-offers",
                 "publish (bench-offers)": f"{prefix}-bench-offers",

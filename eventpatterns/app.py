@@ -22,7 +22,7 @@ from .broker import to_bootstrap
 from .core.definitions import Definitions
 from .core.events import Event
 from .metrics import Metrics
-from .processor import BatchProcessor, BatchResult, Incoming, partition_for
+from .processor import BatchProcessor, BatchResult, Incoming
 from .redislog import TransitionLog
 from .scheduler import TimerService
 from .sending import RecordBatches
@@ -181,8 +181,8 @@ class Runtime:
         self.app = faust_app(settings, broker_url)
         self.names = topic_names(settings, definitions)
         self.channel = input_channel(self.app, self.names)
-        self.state_table, self.timers_table = tables.declare(self.app, settings.partitions)
-        self.store = tables.TableStateStore(self.state_table, self.timers_table)
+        self.state_table = tables.declare(self.app, settings.partitions)
+        self.store = tables.TableStateStore(self.state_table)
         self.metrics = Metrics()
         self.redis = (
             TransitionLog(settings.redis_url, settings.redis_stream, settings.redis_maxlen)
@@ -279,8 +279,7 @@ class Runtime:
         await self.outputs.send(producer)
         self.processor.write_states(result)
         for user_id, (partition, due) in result.timers.items():
-            if self.store.set_next_due(user_id, partition, due) or due is not None:
-                self.timer_service.update(user_id, partition, due)
+            self.timer_service.update(user_id, partition, due)
         if self.embedded_broker:
             self.store.end_changelog_batches(CHANGELOG_MARKER)
         await self.store.send_changelog(producer)
@@ -361,14 +360,10 @@ class Runtime:
             for tp in self.app.assignor.assigned_actives()
             if tp.topic in (self.names.events, self.names.timers, self.names.source)
         }
-        count = 0
-        for user_id, due in self.store.pending():
-            partition = partition_for(user_id.encode(), self.settings.partitions)
-            if partition in owned:
-                self.timer_service.update(user_id, partition, due)
-                count += 1
+        pending = [entry for entry in self.store.pending() if entry[1] in owned]
+        self.timer_service.load(pending)
         self.metrics.timers_pending.set(len(self.timer_service.index))
-        log.info("registered the timers of %d users", count)
+        log.info("registered the timers of %d users", len(pending))
 
 
 def _incoming(

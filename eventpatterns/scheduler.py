@@ -1,9 +1,9 @@
 """Durable timers: APScheduler wakes the worker; what it fires is a record on a topic.
 
-The source of truth for pending timers is the changelog-backed timers table
-(user id -> pending [due, timer id] pairs), written by the agent in the same
-batch as the user's state. This module keeps only an index of what is due for
-the users of the partitions this worker owns, and an APScheduler
+The source of truth for pending timers is each user's state in the
+changelog-backed state table, whose stored value carries its earliest due
+time in front (`processor.Envelope`). This module keeps only an index of what
+is due for the users of the partitions this worker owns, and an APScheduler
 `AsyncIOScheduler` job set to the earliest due time. When it fires, a tick
 record keyed by user id goes to the timers topic, co-partitioned with the
 events, and the agent applies it through the core: every state change happens
@@ -52,6 +52,14 @@ class TimerIndex:
         self._due[user_id] = due
         self._partition[user_id] = partition
         heapq.heappush(self._heap, (due, user_id))
+
+    def load(self, entries: Iterable[tuple[str, int, int]]) -> None:
+        """Add many (user, partition, due) at once: one heapify instead of a push each."""
+        for user_id, partition, due in entries:
+            self._due[user_id] = due
+            self._partition[user_id] = partition
+        self._heap = [(due, user_id) for user_id, due in self._due.items()]
+        heapq.heapify(self._heap)
 
     def earliest(self) -> int | None:
         self._drop_stale()
@@ -114,6 +122,15 @@ class TimerService:
     def update(self, user_id: str, partition: int, due: int | None) -> None:
         """The user's earliest pending timer is now `due` (None: none)."""
         self.index.set(user_id, partition, due)
+        self._wake_by(due)
+
+    def load(self, entries: Iterable[tuple[str, int, int]]) -> None:
+        """Index many (user, partition, due) at once, as recovered after a rebalance."""
+        self.index.load(entries)
+        self._wake_by(self.index.earliest())
+
+    def _wake_by(self, due: int | None) -> None:
+        """Bring the alarm forward to `due` unless it already rings by then."""
         if due is not None and (
             self.alarm_at is None or due < self.alarm_at or self.alarm_at < self.clock()
         ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from eventpatterns.core.definitions import load_definitions_file
 from eventpatterns.core.state import UserState
@@ -15,6 +16,7 @@ from eventpatterns.processor import (
     Incoming,
     Topics,
     partition_for,
+    stored_next_due,
 )
 from eventpatterns.replay import Replayer
 
@@ -168,6 +170,32 @@ def test_envelope_round_trip() -> None:
     decoded = Envelope.decode(envelope.encode())
     assert decoded.offsets == {"t:0": 5}
     assert decoded.state.encode() == state.encode()
+
+
+def test_stored_values_are_compressed_and_carry_the_earliest_timer() -> None:
+    store = MemoryStore()
+    applied(processor(store), home(clicks()))
+    raw = store.values["u1"]
+    envelope = Envelope.decode(raw)
+    plain = orjson.dumps({"offsets": envelope.offsets, "version": envelope.version})
+    assert len(raw) < len(plain + b"\x00" + envelope.state.encode())
+    assert stored_next_due(raw) == envelope.state.next_due() is not None
+    assert stored_next_due(Envelope({}, UserState("idle")).encode()) is None
+
+
+def test_values_stored_before_compression_still_decode() -> None:
+    state = UserState("u1")
+    state.timers.append([1_700_000_000_000_000, 1, "window", "p", "f", None])
+    old = orjson.dumps({"offsets": {"t:0": 3}, "version": "v1"}) + b"\x00" + state.encode()
+    envelope = Envelope.decode(old)
+    assert (envelope.offsets, envelope.version) == ({"t:0": 3}, "v1")
+    assert envelope.state.encode() == state.encode()
+    assert stored_next_due(old) == 1_700_000_000_000_000
+
+
+def test_an_unknown_stored_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown format"):
+        Envelope.decode(b"\x07" + bytes(8) + b"whatever")
 
 
 def test_a_new_pattern_file_drops_removed_patterns_and_keeps_unchanged_ones() -> None:

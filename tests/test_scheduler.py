@@ -47,6 +47,40 @@ def test_index_agrees_with_a_plain_dict(updates: list[tuple[str, int | None]]) -
     assert [d for _, _, d in popped] == sorted(d for _, _, d in popped)
 
 
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdef"), st.one_of(st.none(), st.integers(0, 50)))),
+    st.lists(st.tuples(st.sampled_from("cdefgh"), st.integers(0, 50))),
+)
+def test_loading_at_once_is_setting_one_by_one(
+    before: list[tuple[str, int | None]], dues: list[tuple[str, int]]
+) -> None:
+    def home(user: str) -> int:  # a user's partition never changes
+        return ord(user) % 5
+
+    loaded = [(user, home(user), due) for user, due in dues]
+    at_once, one_by_one = TimerIndex(), TimerIndex()
+    for user, due in before:
+        at_once.set(user, home(user), due)
+        one_by_one.set(user, home(user), due)
+    at_once.load(loaded)
+    for user, partition, due in loaded:
+        one_by_one.set(user, partition, due)
+    assert len(at_once) == len(one_by_one)
+    assert at_once.earliest() == one_by_one.earliest()
+    assert at_once.drop_partitions({3}) == one_by_one.drop_partitions({3})
+    assert at_once.pop_due(50) == one_by_one.pop_due(50)
+
+
+def test_loading_brings_the_alarm_forward() -> None:
+    service = TimerService(lambda user, due: None, clock=lambda: 10)
+    service.update("u", 0, 500)
+    service.load([("v", 1, 300), ("w", 2, 900)])
+    assert service.alarm_at == 300
+    service.load([("x", 3, 400)])
+    assert service.alarm_at == 300
+    service.shutdown()
+
+
 async def test_service_sends_ticks_when_due() -> None:
     sent: list[tuple[str, int]] = []
     service = TimerService(lambda user, due: sent.append((user, due)))

@@ -1,11 +1,12 @@
-"""Changelog-backed Faust tables: each user's state, and each user's next timer.
+"""The changelog-backed Faust table of each user's state.
 
-Both are keyed by user id (bytes) and written only by the events agent, so
-every change is in the changelog and a worker that takes over a partition
-recovers it from there. The agent writes a batch's changes into the tables'
-stores and hands their changelog records to `RecordBatches`, which produces
-them as whole record batches (Faust's own `table[key] = value` sends one
-record at a time).
+Keyed by user id (bytes) and written only by the events agent, so every
+change is in the changelog and a worker that takes over a partition recovers
+it from there. The agent writes a batch's changes into the table's store and
+hands their changelog records to `RecordBatches`, which produces them as
+whole record batches (Faust's own `table[key] = value` sends one record at a
+time). A stored value carries the user's earliest timer in front
+(`processor.Envelope`), so the timers need no table of their own.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from faust.streams import _current_event
 from faust.types import EventT, StoreT
 from yarl import URL
 
+from ..processor import partition_for, stored_next_due
 from ..sending import RecordBatches
 from .restore import BulkRestoredStore
 
 STATE_TABLE = "state"
-TIMERS_TABLE = "timers"
 
 
 class UserTable(faust.Table):  # type: ignore[misc]
@@ -48,24 +49,19 @@ class UserTable(faust.Table):  # type: ignore[misc]
         )
 
 
-def declare(app: faust.App, partitions: int) -> tuple[faust.Table, faust.Table]:
+def declare(app: faust.App, partitions: int) -> faust.Table:
     """Keys and values are raw bytes (the app's default serializers)."""
-
-    def table(name: str, help: str) -> faust.Table:
-        declared = UserTable(
-            app,
-            name=name,
-            beacon=app.tables.beacon,
-            partitions=partitions,
-            help=help,
-            key_type=bytes,
-            value_type=bytes,
-        )
-        return app.tables.add(declared)
-
-    state = table(STATE_TABLE, "user id -> applied offsets and core state")
-    timers = table(TIMERS_TABLE, "user id -> earliest pending timer (us)")
-    return state, timers
+    table = UserTable(
+        app,
+        name=STATE_TABLE,
+        beacon=app.tables.beacon,
+        partitions=partitions,
+        help="user id -> applied offsets and core state",
+        key_type=bytes,
+        value_type=bytes,
+    )
+    declared: faust.Table = app.tables.add(table)
+    return declared
 
 
 @contextmanager
@@ -84,11 +80,10 @@ def writing_as(event: EventT) -> Iterator[None]:
 
 
 class TableStateStore:
-    """The processor's `StateStore` over the Faust state and timers tables."""
+    """The processor's `StateStore` over the Faust state table."""
 
-    def __init__(self, state: faust.Table, timers: faust.Table) -> None:
+    def __init__(self, state: faust.Table) -> None:
         self.state = state
-        self.timers = timers
         self.events_by_partition: Mapping[int, EventT] = {}
         self.changelog = RecordBatches()
         """The changelog records of what was written since the last `send_changelog`."""
@@ -98,16 +93,15 @@ class TableStateStore:
         return value
 
     def put(self, user_id: str, value: bytes, partition: int) -> None:
-        self._write(self.state, user_id.encode(), value, partition)
-
-    def _write(self, table: faust.Table, key: bytes, value: bytes | None, partition: int) -> None:
-        """What `table[key] = value` (or `del`) does, with the changelog record held back."""
-        with writing_as(self.events_by_partition[partition]):
-            if value is None:
-                del table.data[key]
-            else:
-                table.data[key] = value
-        self.changelog.add(table.changelog_topic_name, key, value, partition=partition)
+        """What `table[key] = value` does, with the changelog record held back."""
+        key = user_id.encode()
+        store = self.state.data
+        if isinstance(store, BulkRestoredStore):
+            store.write(key, value, partition)
+        else:
+            with writing_as(self.events_by_partition[partition]):  # RocksDB: its partition
+                store[key] = value
+        self.changelog.add(self.state.changelog_topic_name, key, value, partition=partition)
 
     def end_changelog_batches(self, marker: bytes) -> None:
         """Follow each written changelog partition's records with a batch of one `marker`."""
@@ -119,24 +113,17 @@ class TableStateStore:
     async def send_changelog(self, producer: Any) -> None:
         """Produce the held-back changelog records; then they count as persisted."""
         written = await self.changelog.send(producer)
-        for table in (self.state, self.timers):
-            topic = table.changelog_topic_name
-            for tp, offset in written.items():
-                if tp.topic == topic:  # RocksDB keeps it, to restore from there
-                    table.data.set_persisted_offset(TopicPartition(topic, tp.partition), offset)
+        for tp, offset in written.items():  # RocksDB keeps it, to restore from there
+            self.state.data.set_persisted_offset(TopicPartition(tp.topic, tp.partition), offset)
 
-    def set_next_due(self, user_id: str, partition: int, due: int | None) -> bool:
-        """Record the user's earliest timer; False when it did not change."""
-        key = user_id.encode()
-        current = self.timers.get(key)
-        wanted = None if due is None else str(due).encode()
-        if current == wanted:
-            return False
-        self._write(self.timers, key, wanted, partition)
-        return True
-
-    def pending(self) -> Iterator[tuple[str, int]]:
-        """(user, due) of every user with a timer, as recovered from the changelog."""
-        for key, value in list(self.timers.items()):
-            if value:
-                yield key.decode(), int(value)
+    def pending(self) -> Iterator[tuple[str, int, int]]:
+        """(user, partition, due) of every user with a timer, as recovered from the changelog."""
+        store = self.state.data
+        known = store.partition_of if isinstance(store, BulkRestoredStore) else lambda _: None
+        for key, value in list(store.items()):
+            due = stored_next_due(value) if value else None
+            if due is not None:
+                partition = known(key)
+                if partition is None:
+                    partition = partition_for(key, self.state.partitions)
+                yield key.decode(), partition, due

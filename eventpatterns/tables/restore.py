@@ -33,6 +33,24 @@ class BulkRestoredStore(memory.Store):  # type: ignore[misc]
         super().__post_init__()
         self._restored: dict[TP, int] = {}
 
+    def write(self, key: bytes, value: bytes | None, partition: int) -> None:
+        """Set (or, with None, delete) a key, remembering its partition.
+
+        Faust's memory store learns a key's partition only from a recovery, and
+        drops the keys of revoked partitions by it; written through here, the
+        keys the agent wrote are dropped as well.
+        """
+        if value is None:
+            self.data.pop(key, None)
+            self._key_partition.pop(key, None)
+        else:
+            self.data[key] = value
+            self._key_partition[key] = partition
+
+    def partition_of(self, key: bytes) -> int | None:
+        partition: int | None = self._key_partition.get(key)
+        return partition
+
     def persisted_offset(self, tp: TP) -> int | None:
         return self._restored.get(tp)
 
