@@ -364,6 +364,7 @@ class Runtime:
         self.timer_service.load(pending)
         self.metrics.timers_pending.set(len(self.timer_service.index))
         log.info("registered the timers of %d users", len(pending))
+        tables.release_free_memory()  # what the changelog read left behind
 
 
 def _incoming(

@@ -24,9 +24,11 @@ from yarl import URL
 
 from ..processor import partition_for, stored_next_due
 from ..sending import RecordBatches
-from .restore import BulkRestoredStore
+from .restore import BulkRestoredStore, release_free_memory
 
 STATE_TABLE = "state"
+
+__all__ = ["STATE_TABLE", "TableStateStore", "UserTable", "declare", "release_free_memory"]
 
 
 class UserTable(faust.Table):  # type: ignore[misc]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
+import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
@@ -11,7 +13,7 @@ from faust.types import TP
 
 from eventpatterns.broker import EmbeddedBroker, acreate_topics
 from eventpatterns.sending import RecordBatches
-from eventpatterns.tables.restore import read_changelog
+from eventpatterns.tables.restore import read_changelog, release_free_memory
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +98,20 @@ async def test_reports_no_offset_beyond_the_end_offset_faust_will_see(
 
     assert last == {tp: min(49, end - 1)}
     assert len(data) == 50
+
+
+def test_memory_freed_after_a_bulk_read_goes_back_to_the_system() -> None:
+    process = psutil.Process()
+    # Values as big as stored states, with small survivors between them, so that the
+    # freed space is in the middle of the heap, where only a trim returns it.
+    values = [os.urandom(600) for _ in range(100_000)]
+    survivors = [os.urandom(600) for _ in range(100)]
+    kept = [value for number, value in enumerate(values) if number % 1000 == 0]
+    del values
+    before = process.memory_info().rss
+
+    assert release_free_memory()
+
+    freed = before - process.memory_info().rss
+    assert freed > 30 * 2**20, freed  # of ~60 MiB freed
+    assert survivors and kept
