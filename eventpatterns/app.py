@@ -284,17 +284,6 @@ class Runtime:
             self.store.end_changelog_batches(CHANGELOG_MARKER)
         await self.store.send_changelog(producer)
 
-    async def flush(self) -> None:
-        """Wait until every record sent through Faust (timer ticks, resets) is acknowledged.
-
-        Faust's own flush gives up on a slow send after 0.1 s.
-        """
-        producer = self.app.producer
-        buffer = producer.buffer
-        while buffer.size:
-            await buffer.flush_atmost(buffer.size)
-        await producer.flush()
-
     def send_tick(self, user_id: str, due: int) -> None:
         key = user_id.encode()
         value = orjson.dumps({"kind": "tick", "user_id": user_id, "due": due})

@@ -70,6 +70,7 @@ def run_worker(settings: Settings, broker_url: str | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    use_event_loop(settings.event_loop)
     try:
         file_definitions = load_definitions_file(settings.patterns)
     except PatternFileError as error:
@@ -89,6 +90,14 @@ def run_worker(settings: Settings, broker_url: str | None = None) -> int:
         runtime = Runtime(settings, definitions, url, embedded_broker=tansu)
         return start_faust(runtime)
     return 0
+
+
+def use_event_loop(name: str) -> None:
+    """Every event loop made from now on in this process is of this kind."""
+    if name == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def start_faust(runtime: object) -> int:

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import faust
-from aiokafka.structs import TopicPartition
 from faust.streams import _current_event
 from faust.types import EventT, StoreT
 from yarl import URL
@@ -116,7 +115,7 @@ class TableStateStore:
         """Produce the held-back changelog records; then they count as persisted."""
         written = await self.changelog.send(producer)
         for tp, offset in written.items():  # RocksDB keeps it, to restore from there
-            self.state.data.set_persisted_offset(TopicPartition(tp.topic, tp.partition), offset)
+            self.state.data.set_persisted_offset(tp, offset)
 
     def pending(self) -> Iterator[tuple[str, int, int]]:
         """(user, partition, due) of every user with a timer, as recovered from the changelog."""

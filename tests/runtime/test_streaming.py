@@ -126,16 +126,7 @@ def test_parity_with_replay_on_every_pattern_kind(broker: EmbeddedBroker, tmp_pa
         # commit, so the survivor restarts those partitions from their beginning or
         # a committed offset while it recovers (this lost records before
         # `app.seek_before_fetching_streams`).
-        pytest.param(
-            700,
-            id="late",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="open (issue 3): in about one run in five the survivor stops taking "
-                "records after the rebalance; in the runs probed, the embedded broker had "
-                "lost the acknowledged records produced after the kill",
-            ),
-        ),
+        pytest.param(700, id="late"),
     ],
 )
 def test_two_workers_one_killed_mid_stream(
