@@ -58,17 +58,24 @@ class RecordBatches:
 
         Returns the offset of the last record written to each partition.
         Batches of one partition keep the order they were added in: aiokafka
-        sends one batch per partition at a time.
+        sends one batch per partition per request. So the first batch of every
+        partition is handed over before any second one (a record added alone),
+        and each round of batches goes in one request per broker.
         """
         by_partition = await self._by_partition(producer)
         self.records = {}
         last, self.last = self.last, {}
         for (topic, partition), record in last.items():
             by_partition.setdefault(TopicPartition(topic, partition), []).append([record])
+        queues = {
+            tp: [batch for group in groups for batch in _record_batches(producer, group)]
+            for tp, groups in by_partition.items()
+        }
         sent = []
-        for tp, groups in by_partition.items():
-            for group in groups:
-                for batch in _record_batches(producer, group):
+        for round_ in range(max(map(len, queues.values()), default=0)):
+            for tp, batches in queues.items():
+                if round_ < len(batches):
+                    batch = batches[round_]
                     future = await producer.send_batch(batch, tp.topic, partition=tp.partition)
                     sent.append((tp, batch.record_count(), future))
         written: dict[TopicPartition, int] = {}
