@@ -158,9 +158,12 @@ CHANGELOG_MARKER = b"\x00eventpatterns-end-of-batch"
 
 Tansu (the embedded broker) answers a request for a partition's end offset
 with the base offset of its last record batch + 1, and Faust's recovery stops
-there: it would miss the rest of that batch, the latest states. So on Tansu
-each written changelog partition ends with a batch of one record: a tombstone
-of this key, which deletes nothing when recovery applies it.
+there: it would miss the rest of that batch, the latest states. So on Tansu,
+with a store that Faust restores (RocksDB), each written changelog partition
+ends with a batch of one record: a tombstone of this key, which deletes
+nothing when recovery applies it. The memory store needs none: its bulk read
+applies whole fetched batches (`tables/restore.py`), and the marker would
+cost each agent batch a produce round trip.
 """
 
 
@@ -280,7 +283,7 @@ class Runtime:
         self.processor.write_states(result)
         for user_id, (partition, due) in result.timers.items():
             self.timer_service.update(user_id, partition, due)
-        if self.embedded_broker:
+        if self.embedded_broker and not self.store.restores_in_bulk:
             self.store.end_changelog_batches(CHANGELOG_MARKER)
         await self.store.send_changelog(producer)
 

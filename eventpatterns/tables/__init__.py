@@ -104,6 +104,11 @@ class TableStateStore:
                 store[key] = value
         self.changelog.add(self.state.changelog_topic_name, key, value, partition=partition)
 
+    @property
+    def restores_in_bulk(self) -> bool:
+        """Whether a worker restores this table with its own read (`restore.py`)."""
+        return isinstance(self.state.data, BulkRestoredStore)
+
     def end_changelog_batches(self, marker: bytes) -> None:
         """Follow each written changelog partition's records with a batch of one `marker`."""
         written = list(self.changelog.records)
