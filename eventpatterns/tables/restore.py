@@ -69,9 +69,13 @@ class BulkRestoredStore(memory.Store):  # type: ignore[misc]
         wanted = {tp for tp in newly_assigned if tp.topic == topic and tp not in standbys}
         if wanted:
             started = time.monotonic()
-            offsets = await read_changelog(
-                bootstrap_servers(self.app), wanted, self.data, self._key_partition
-            )
+            try:
+                offsets = await read_changelog(
+                    bootstrap_servers(self.app), wanted, self.data, self._key_partition
+                )
+            except Exception:  # Faust's own recovery reads it all again, from the start
+                log.exception("%s: bulk changelog read failed", self.table.name)
+                return
             self._restored.update({TP(tp.topic, tp.partition): o for tp, o in offsets.items()})
             log.info(
                 "%s: %d partitions read from the changelog in %.1fs, %d keys held",
