@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -14,21 +13,6 @@ from eventpatterns.processor import partition_for
 from eventpatterns.sending import RecordBatches
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker() as running:
-        yield running
-
-
-@pytest.fixture
-async def producer(broker: EmbeddedBroker) -> AsyncIterator[AIOKafkaProducer]:
-    # aiokafka's default batch size (16 KiB), so that big groups take several batches
-    client = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1)
-    await client.start()
-    yield client
-    await client.stop()
 
 
 async def read_partitions(

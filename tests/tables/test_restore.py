@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
 
 import psutil
 import pytest
@@ -16,20 +15,6 @@ from eventpatterns.sending import RecordBatches
 from eventpatterns.tables.restore import read_changelog, release_free_memory
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker() as running:
-        yield running
-
-
-@pytest.fixture
-async def producer(broker: EmbeddedBroker) -> AsyncIterator[AIOKafkaProducer]:
-    client = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1)
-    await client.start()
-    yield client
-    await client.stop()
 
 
 async def test_latest_values_and_tombstones_of_the_asked_partitions(
