@@ -267,9 +267,7 @@ class Runtime:
         for out in result.outgoing:
             self.outputs.add(out.topic, out.key, out.value, list(out.headers))
         self.metrics.observe_batch(result, time.perf_counter() - started, len(events))
-        produced = [e.message.timestamp for e in events if e.message.timestamp]
-        if produced:  # Kafka timestamps are milliseconds
-            self.metrics.lag.set(max(0.0, time.time() - min(produced) / 1000))
+        self.metrics.observe_lag([e.message.timestamp for e in events], time.time())
         return result
 
     async def commit_batch(self, result: BatchResult) -> None:
