@@ -19,6 +19,7 @@ from aiokafka.structs import TopicPartition
 from .processor import partition_for
 
 Headers = list[tuple[str, bytes]]
+"""aiokafka's record builder takes a list, nothing else."""
 
 
 @dataclass(slots=True)
@@ -105,16 +106,16 @@ def _record_batches(producer: Any, records: list[_Record]) -> list[Any]:
     """As few aiokafka batch builders as the producer's batch size allows."""
     batches = [producer.create_batch()]
     for record in records:
-        if (
-            batches[-1].append(
-                key=record.key, value=record.value, timestamp=None, headers=record.headers
-            )
-            is None
-        ):
+        if not _append(batches[-1], record):  # full: the record starts the next one
             batches.append(producer.create_batch())
-            batches[-1].append(
-                key=record.key, value=record.value, timestamp=None, headers=record.headers
-            )
+            _append(batches[-1], record)
     for batch in batches:
         batch.close()
     return batches
+
+
+def _append(batch: Any, record: _Record) -> bool:
+    metadata = batch.append(
+        key=record.key, value=record.value, timestamp=None, headers=record.headers
+    )
+    return metadata is not None

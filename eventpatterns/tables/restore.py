@@ -17,12 +17,13 @@ import ctypes.util
 import logging
 import time
 from collections.abc import Iterable, MutableMapping
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.stores import memory
 from faust.types import TP
+
+from ..broker import to_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,8 @@ class BulkRestoredStore(memory.Store):  # type: ignore[misc]
         if wanted:
             started = time.monotonic()
             try:
-                offsets = await read_changelog(
-                    bootstrap_servers(self.app), wanted, self.data, self._key_partition
-                )
+                bootstrap = to_bootstrap(",".join(map(str, self.app.conf.broker)))
+                offsets = await read_changelog(bootstrap, wanted, self.data, self._key_partition)
             except Exception:  # Faust's own recovery reads it all again, from the start
                 log.exception("%s: bulk changelog read failed", self.table.name)
                 return
@@ -90,12 +90,8 @@ class BulkRestoredStore(memory.Store):  # type: ignore[misc]
         self._restored.clear()  # from now on Faust knows the positions
 
 
-def bootstrap_servers(app: Any) -> list[str]:
-    return [f"{url.host}:{url.port or 9092}" for url in app.conf.broker]
-
-
 async def read_changelog(
-    bootstrap: list[str],
+    bootstrap: str,
     partitions: Iterable[TP],
     data: MutableMapping[bytes, bytes],
     key_partition: MutableMapping[bytes, int],

@@ -35,9 +35,7 @@ async def test_latest_values_and_tombstones_of_the_asked_partitions(
 
     data: dict[bytes, bytes] = {b"u1": b"stale", b"other": b"kept"}
     key_partition: dict[bytes, int] = {}
-    last = await read_changelog(
-        [broker.bootstrap], [TP(topic, 1), TP(topic, 2)], data, key_partition
-    )
+    last = await read_changelog(broker.bootstrap, [TP(topic, 1), TP(topic, 2)], data, key_partition)
 
     users = [u for u in range(300) if u % 3 != 0 and u % 10 != 0]
     assert data == {b"u%d" % u: b"r2" for u in users} | {b"other": b"kept"}
@@ -52,7 +50,7 @@ async def test_latest_values_and_tombstones_of_the_asked_partitions(
 async def test_an_empty_partition_reads_nothing(broker: EmbeddedBroker) -> None:
     await acreate_topics(broker.bootstrap, {"restore-empty": 1})
     data: dict[bytes, bytes] = {}
-    assert await read_changelog([broker.bootstrap], [TP("restore-empty", 0)], data, {}) == {}
+    assert await read_changelog(broker.bootstrap, [TP("restore-empty", 0)], data, {}) == {}
     assert data == {}
 
 
@@ -79,7 +77,7 @@ async def test_reports_no_offset_beyond_the_end_offset_faust_will_see(
         await consumer.stop()
 
     data: dict[bytes, bytes] = {}
-    last = await read_changelog([broker.bootstrap], [TP(topic, 0)], data, {})
+    last = await read_changelog(broker.bootstrap, [TP(topic, 0)], data, {})
 
     assert last == {tp: min(49, end - 1)}
     assert len(data) == 50
