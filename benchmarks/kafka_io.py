@@ -185,13 +185,17 @@ class TopicTail:
             )
             self._ready.set()
             while not self._stop.is_set():
-                for message in client.consume(10_000, 0.05):
-                    error = message.error()
-                    if error is not None:
-                        if error.code() != KafkaError._PARTITION_EOF:
-                            self.error = str(error)
-                        continue
-                    self.arrivals.append(Arrival(time.time(), message.key(), message.value()))
+                # poll(), not consume(n, timeout): consume waits out its whole timeout
+                # unless n records arrive, which would stamp arrivals up to that late.
+                message = client.poll(0.05)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        self.error = str(error)
+                    continue
+                self.arrivals.append(Arrival(time.time(), message.key(), message.value()))
         except Exception as error:  # reported to the caller by start() or stop()
             self.error = repr(error)
         finally:

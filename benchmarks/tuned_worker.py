@@ -1,18 +1,18 @@
 """`eventpatterns.worker` with benchmark-only changes, to measure proposals before making them.
 
-    BENCH_FETCH_MAX_WAIT_MS=10 BENCH_GC_FREEZE=1 python -m benchmarks.tuned_worker
+    BENCH_GC_FREEZE=1 BENCH_LINGER_MS=5 python -m benchmarks.tuned_worker
 
 Each variable turns on one change; none edits the project:
 
-BENCH_FETCH_MAX_WAIT_MS  the worker consumer's fetch wait (Faust hard-codes 1500 ms,
-                         and Tansu holds an empty fetch that long);
 BENCH_GC_FREEZE=1        `gc.freeze()` once the tables are recovered, and the young
                          generation's threshold raised to 50,000 allocations;
 BENCH_LINGER_MS          the producer's linger (the app sets 1 ms).
 
 Two proposals measured this way have landed (batch sends, uvloop); the `asyncio`
 experiment runs the worker on the standard event loop, to measure what uvloop
-gives.
+gives. Others only set the worker's own settings: `fetch5` (a 5 ms fetch wait, for
+a broker that holds an empty fetch as long as it may, as Tansu does) and
+`batchwait2` (a batch waits 2 ms to fill, not 10).
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
 """
@@ -25,24 +25,12 @@ import sys
 from typing import Any
 
 EXPERIMENTS: dict[str, dict[str, str]] = {
-    "fetch10": {"BENCH_FETCH_MAX_WAIT_MS": "10"},
+    "fetch5": {"EVENTPATTERNS_FETCH_WAIT_MS": "5"},
+    "batchwait2": {"EVENTPATTERNS_BATCH_WAIT": "0.002"},
     "asyncio": {"EVENTPATTERNS_EVENT_LOOP": "asyncio"},
     "gcfreeze": {"BENCH_GC_FREEZE": "1"},
     "linger5": {"BENCH_LINGER_MS": "5"},
 }
-
-
-def _patch_fetch_wait(milliseconds: int) -> None:
-    import aiokafka
-
-    original = aiokafka.AIOKafkaConsumer.__init__
-
-    def init(self: Any, *topics: Any, **options: Any) -> None:
-        if options.get("fetch_max_wait_ms") == 1500:  # Faust's worker consumer
-            options["fetch_max_wait_ms"] = milliseconds
-        original(self, *topics, **options)
-
-    aiokafka.AIOKafkaConsumer.__init__ = init  # type: ignore[method-assign]
 
 
 def _patch_gc_freeze() -> None:
@@ -72,8 +60,6 @@ def _patch_linger(milliseconds: int) -> None:
 
 
 def main() -> int:
-    if os.environ.get("BENCH_FETCH_MAX_WAIT_MS"):
-        _patch_fetch_wait(int(os.environ["BENCH_FETCH_MAX_WAIT_MS"]))
     if os.environ.get("BENCH_GC_FREEZE") == "1":
         _patch_gc_freeze()
     if os.environ.get("BENCH_LINGER_MS"):
