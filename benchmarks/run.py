@@ -11,9 +11,11 @@ e2e       one worker (a subprocess, Redis disabled), from records pre-produced o
           seed's two patterns (examples/clickstream.yaml) and with the ten of
           benchmarks/patterns.yaml; the worker's CPU per event; outputs checked
           against the core's own count;
-latency   event -> offer latency (p50/p99) at 70 % of the sustained rate: records
-          produced at a paced rate, each stamped with its produce time, and the
-          offer's arrival at a reader on the output topic;
+latency   event -> offer latency (p50/p99) at 70 % load: the worker's capacity on
+          the latency records (users with ~8 events each, so that offers happen;
+          they cost more per event than the e2e records) is measured first, then
+          records are produced at 70 % (and 35 %) of it, each stamped with its
+          produce time, and the offer's arrival at a reader on the output topic;
 baselines the same records through a bare Faust agent (benchmarks/baseline_faust.py)
           and the seed's state machine on quixstreams (benchmarks/baseline_quix.py);
 recovery  a fresh worker restoring N users of state from the changelog (written
@@ -48,7 +50,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventpatterns.broker import EmbeddedBroker
 from eventpatterns.core.definitions import load_definitions_file
-from eventpatterns.processor import pack_stored, unpack_stored
+from eventpatterns.processor import pack_stored, partition_for, unpack_stored
 
 from . import bench_core, datagen, kafka_io, procs
 from .procs import Child, cpu_seconds, rss
@@ -59,6 +61,7 @@ HERE = Path(__file__).resolve().parent
 SOURCE_TOPIC = "enriched-click-data"
 PARTITIONS = 4
 NS = 1_000_000_000
+PACED_LINGER_MS = 5
 LIGHT_LOAD = 100.0
 """Events/s of the light-load latency run: what a hop costs when nothing queues."""
 
@@ -87,7 +90,7 @@ class Mode:
     are slower, so a short window underrates a system: keep it long enough to finish."""
     latency_seconds: float
     latency_loads: tuple[float, ...]
-    """Fractions of the sustained rate to measure latency at (0: the light load)."""
+    """Fractions of the capacity to measure latency at (0: the light load)."""
     recovery_users: tuple[int, ...]
     sample_users: int
     """Users whose real state the recovery data is cloned from."""
@@ -145,6 +148,8 @@ class Results:
     core: dict[str, Any] = field(default_factory=dict)
     throughput: dict[str, Throughput] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
+    latency_capacity: dict[str, Any] = field(default_factory=dict)
+    """Events/s the worker sustains on the latency records; the loads are fractions of it."""
     broker_hop: dict[str, Any] = field(default_factory=dict)
     idle_worker_cpu_percent: float | None = None
     """Produce -> read latency of one record on an empty topic: the floor of any hop."""
@@ -301,9 +306,13 @@ def paced_produce(
 ) -> tuple[int, float]:
     """Produce at `rate` records/s for `seconds`, each stamped with its produce time (ns).
 
-    Returns (records sent, wall-clock time the first was sent).
+    Returns (records sent, wall-clock time the first was sent). A record waits up
+    to `PACED_LINGER_MS` in the producer (counted in its latency): Tansu's fetches
+    near the end of a partition slow down sharply past ~10,000 record batches
+    (README, "Findings about the environment"), and a shorter linger writes that
+    many in a few seconds.
     """
-    client = kafka_io.producer(bootstrap, **{"linger.ms": 1})
+    client = kafka_io.producer(bootstrap, **{"linger.ms": PACED_LINGER_MS})
     total = min(len(records), int(rate * seconds))
     dumps = orjson.dumps
     started = time.monotonic()
@@ -348,6 +357,56 @@ def _iso_seconds(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def latency_records(events: int, users: int, first_user: int) -> list[dict[str, Any]]:
+    """Records of users of their own (numbered from `first_user`), ~8 events each.
+
+    Stamped from now on: a record in the past would fall due its timers at once (the
+    shortest is 20 minutes after an event), and their ticks would load the next run.
+    """
+    users = max(1, min(users, events // 8))
+    return datagen.generate(
+        events, users, seed=first_user, start_ns=time.time_ns(), first_user=first_user
+    )
+
+
+def measure_capacity(
+    bootstrap: str, child: Child, events: int, users: int, first_user: int, timeout: float
+) -> dict[str, Any]:
+    """Events/s the worker applies of latency records produced all at once.
+
+    The records the latency runs pace hold several events per user, which cost the
+    worker more than the e2e run's (more state per user, more actions, timers): a
+    load is a fraction of what the worker sustains on those records.
+    """
+    records = latency_records(events, users, first_user)
+    before = child.count()
+    cpu_before = cpu_seconds(child.ps)
+    kafka_io.produce_all(
+        bootstrap,
+        SOURCE_TOPIC,
+        datagen.encode(records),
+        [record["userId"].encode() for record in records],
+    )
+    first: tuple[float, int] | None = None
+    deadline = time.monotonic() + timeout
+    count = before
+    while time.monotonic() < deadline:
+        count = child.count()
+        if first is None and count > before:
+            first = (time.monotonic(), count)
+        if count - before >= len(records):
+            break
+        time.sleep(0.05)
+    if first is None or count - before < len(records):
+        raise RuntimeError(f"the worker applied {count - before} of {len(records)} records")
+    seconds = max(1e-9, time.monotonic() - first[0])
+    return {
+        "events": len(records),
+        "events_per_s": round((count - first[1]) / seconds, 1),
+        "worker_cpu_us_per_event": round(1e6 * (cpu_seconds(child.ps) - cpu_before) / len(records)),
+    }
+
+
 def measure_latency(
     bootstrap: str,
     child: Child,
@@ -357,15 +416,10 @@ def measure_latency(
     users: int,
     first_user: int,
 ) -> dict[str, Any]:
-    """Paced records of users of their own (numbered from `first_user`), and their outputs."""
+    """Paced latency records, and their outputs."""
     offers_topic = f"{prefix}-special-offers"
     actions_topic = child.env["EVENTPATTERNS_ACTIONS_TOPIC"]
-    records = datagen.generate(
-        int(rate * seconds) + 1,
-        max(1, min(users, int(rate * seconds) // 8)),
-        seed=first_user,
-        first_user=first_user,
-    )
+    records = latency_records(int(rate * seconds) + 1, users, first_user)
     ours = {record["userId"] for record in records}
     before = child.count()
     cpu_before = cpu_seconds(child.ps)
@@ -425,7 +479,7 @@ def state_sample(patterns: Path, users: int) -> list[tuple[bytes, bytes, int | N
     processor = bench_core.make_processor(definitions, store)
     timers: dict[str, int | None] = {}
     for batch in bench_core.incoming_batches(definitions.source.topic, records, raws):
-        for user, (_, due) in bench_core.apply_batch(processor, batch).timers.items():
+        for user, due in bench_core.apply_batch(processor, batch).timers.items():
             timers[user] = due
     return [(user.encode(), value, timers.get(user)) for user, value in store.values.items()]
 
@@ -436,13 +490,18 @@ def recovery_user_id(number: int) -> bytes:
 
 def cloned_states(
     sample: list[tuple[bytes, bytes, int | None]], users: int
-) -> Iterator[tuple[bytes, bytes, int | None]]:
-    """`users` users, each a copy of a sample user's state under its own id."""
+) -> Iterator[tuple[bytes, bytes, int | None, int]]:
+    """`users` users, each a copy of a sample user's state under its own id.
+
+    (user, stored value, earliest timer, partition): the partition a worker would
+    write the user's state to, which the value names.
+    """
     for number in range(users):
         source, value, due = sample[number % len(sample)]
         user = recovery_user_id(number)
         plain = unpack_stored(value).replace(b'"' + source + b'"', b'"' + user + b'"')
-        yield user, pack_stored(plain, due), due
+        partition = partition_for(user, PARTITIONS)
+        yield user, pack_stored(plain, due, partition), due, partition
 
 
 def write_changelogs(
@@ -457,13 +516,15 @@ def write_changelogs(
         future.result()
     keys: list[bytes] = []
     values: list[bytes] = []
+    partitions: list[int] = []
     with_timers = 0
-    for user, value, due in cloned_states(sample, users):
+    for user, value, due, partition in cloned_states(sample, users):
         keys.append(user)
         values.append(value)
+        partitions.append(partition)
         with_timers += due is not None
     started = time.perf_counter()
-    kafka_io.produce_all(bootstrap, state_topic, values, keys)
+    kafka_io.produce_all(bootstrap, state_topic, values, keys, partitions)
     return {
         "users": users,
         "state_bytes": sum(len(value) for value in values),
@@ -693,9 +754,16 @@ def run_e2e(
                 )
                 log(f"idle worker CPU: {results.idle_worker_cpu_percent} %")
                 sustained = results.throughput["bench-mix"].events_per_s
+                probe = int(sustained * mode.latency_seconds)
+                log(f"capacity on the latency records: {probe:,} records at once")
+                results.latency_capacity = measure_capacity(
+                    bootstrap, child, probe, mode.e2e_users, 4 * 10_000_000, mode.e2e_timeout
+                )
+                log(f"  {results.latency_capacity}")
+                capacity = results.latency_capacity["events_per_s"]
                 for number, fraction in enumerate(mode.latency_loads):
                     load = f"{fraction:.0%}" if fraction else "light"
-                    rate = fraction * sustained if fraction else LIGHT_LOAD
+                    rate = fraction * capacity if fraction else LIGHT_LOAD
                     log(f"latency at {load} load: {rate:,.0f} events/s for {mode.latency_seconds}s")
                     results.latency[load] = measure_latency(
                         bootstrap,
@@ -841,6 +909,14 @@ def table(results: Results) -> str:
         lines.append(
             f"idle worker (its users' state held, no events): "
             f"{results.idle_worker_cpu_percent} % CPU"
+        )
+    if results.latency_capacity:
+        capacity = results.latency_capacity
+        lines.append("")
+        lines.append(
+            f"capacity on the latency records (~8 events per user): "
+            f"{capacity['events_per_s']:,.0f} events/s at {capacity['worker_cpu_us_per_event']} us "
+            f"CPU/event ({capacity['events']:,} records at once); the loads below are of it"
         )
     for load, latency in results.latency.items():
         lines.append("")

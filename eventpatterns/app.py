@@ -279,15 +279,14 @@ class Runtime:
         producer = self.app.producer._ensure_producer()
         await self.outputs.send(producer)
         self.processor.write_states(result)
-        for user_id, (partition, due) in result.timers.items():
-            self.timer_service.update(user_id, partition, due)
+        for user_id, due in result.timers.items():
+            self.timer_service.update(user_id.encode(), due)
         if self.embedded_broker and not self.store.restores_in_bulk:
             self.store.end_changelog_batches(CHANGELOG_MARKER)
         await self.store.send_changelog(producer)
 
-    def send_tick(self, user_id: str, due: int) -> None:
-        key = user_id.encode()
-        value = orjson.dumps({"kind": "tick", "user_id": user_id, "due": due})
+    def send_tick(self, key: bytes, due: int) -> None:
+        value = orjson.dumps({"kind": "tick", "user_id": key.decode(), "due": due})
         self.topic(self.names.timers).send_soon(key=key, value=value)
         self.metrics.timer_ticks.inc()
 
@@ -341,7 +340,9 @@ class Runtime:
     # ------------------------------------------------------------------ rebalancing
 
     async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
-        self.timer_service.forget_partitions({tp.partition for tp in revoked})
+        self.timer_service.forget_partitions(
+            {tp.partition for tp in revoked}, self.store.partition_of
+        )
 
     async def _register_timers(self) -> None:
         """After recovery: index the timers of the users of the partitions this worker owns."""
@@ -350,7 +351,7 @@ class Runtime:
             for tp in self.app.assignor.assigned_actives()
             if tp.topic in (self.names.events, self.names.timers, self.names.source)
         }
-        pending = [entry for entry in self.store.pending() if entry[1] in owned]
+        pending = list(self.store.pending(owned))
         self.timer_service.load(pending)
         self.metrics.timers_pending.set(len(self.timer_service.index))
         log.info("registered the timers of %d users", len(pending))

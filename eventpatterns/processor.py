@@ -83,10 +83,13 @@ class RecordSink(Protocol):
     def on_record(self, record: Mapping[str, Any], cause: Event | None) -> None: ...
 
 
-STORED_FORMAT = 1
-"""Stored values: this byte, the earliest timer (8 bytes, -1 for none), then the
-zstd-compressed envelope. Values written before it are the envelope as is (`{`)."""
-_HEAD = struct.Struct(">Bq")
+STORED_FORMAT = 2
+"""Stored values: this byte, the earliest timer (8 bytes, -1 for none), the
+partition the value belongs to (2 bytes), then the zstd-compressed envelope.
+Format 1 lacks the partition; values written before it are the envelope as is (`{`)."""
+_HEAD = struct.Struct(">BqH")
+_HEAD_V1 = struct.Struct(">Bq")
+NO_PARTITION = 0xFFFF
 _COMPRESSOR = zstandard.ZstdCompressor(level=1, write_checksum=False)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
 
@@ -97,9 +100,10 @@ class Envelope:
 
     Compressed, because idle users are most of the memory of a worker: a
     typical state halves (1,080 -> ~530 B) for ~8 us to compress and ~3 us to
-    decompress (benchmarks/README.md). The earliest timer stays readable in
-    front, so that a worker indexes the timers of a million recovered users
-    without decoding their states.
+    decompress (benchmarks/README.md). The earliest timer and the partition
+    stay readable in front, so that a worker indexes the timers of a million
+    recovered users without decoding their states, and needs no map from each
+    user to its partition beside the values.
     """
 
     offsets: dict[str, int]
@@ -113,25 +117,36 @@ class Envelope:
         meta = orjson.loads(head)
         return Envelope(meta["offsets"], UserState.decode(body), meta.get("version", ""))
 
-    def encode(self) -> bytes:
+    def encode(self, partition: int | None = None) -> bytes:
         meta = {"offsets": self.offsets, "version": self.version}
         plain = orjson.dumps(meta) + b"\x00" + self.state.encode()
-        return pack_stored(plain, self.state.next_due())
+        return pack_stored(plain, self.state.next_due(), partition)
 
 
-def pack_stored(plain: bytes, due: int | None) -> bytes:
-    """An encoded envelope as stored: compressed, behind its earliest timer."""
-    return _HEAD.pack(STORED_FORMAT, -1 if due is None else due) + _COMPRESSOR.compress(plain)
+def pack_stored(plain: bytes, due: int | None, partition: int | None = None) -> bytes:
+    """An encoded envelope as stored: compressed, behind its earliest timer and partition."""
+    if partition is not None and not 0 <= partition < NO_PARTITION:
+        raise ValueError(f"partition {partition} out of range")
+    head = _HEAD.pack(
+        STORED_FORMAT, -1 if due is None else due, NO_PARTITION if partition is None else partition
+    )
+    return head + _COMPRESSOR.compress(plain)
+
+
+def _head_size(raw: bytes) -> int:
+    form = raw[0]
+    if form == STORED_FORMAT:
+        return _HEAD.size
+    if form == 1:
+        return _HEAD_V1.size
+    raise ValueError(f"stored state in an unknown format ({form})")
 
 
 def unpack_stored(raw: bytes) -> bytes:
     """The encoded envelope of a stored value."""
     if raw[:1] == b"{":
         return raw
-    form, _ = _HEAD.unpack_from(raw)
-    if form != STORED_FORMAT:
-        raise ValueError(f"stored state in an unknown format ({form})")
-    plain: bytes = _DECOMPRESSOR.decompress(raw[_HEAD.size :])
+    plain: bytes = _DECOMPRESSOR.decompress(raw[_head_size(raw) :])
     return plain
 
 
@@ -139,8 +154,16 @@ def stored_next_due(raw: bytes) -> int | None:
     """The earliest timer of a stored value, without decoding its state."""
     if raw[:1] == b"{":
         return Envelope.decode(raw).state.next_due()
-    _, due = _HEAD.unpack_from(raw)
+    _, due = _HEAD_V1.unpack_from(raw)  # the same place in every format
     return None if due < 0 else int(due)
+
+
+def stored_partition(raw: bytes) -> int | None:
+    """The partition a stored value was written for (None: written before it was kept)."""
+    if raw[:1] != bytes((STORED_FORMAT,)):
+        return None
+    _, _, partition = _HEAD.unpack_from(raw)
+    return None if partition == NO_PARTITION else int(partition)
 
 
 @dataclass
@@ -148,8 +171,8 @@ class BatchResult:
     outgoing: list[Outgoing] = field(default_factory=list)
     writes: list[tuple[str, bytes, int]] = field(default_factory=list)
     """(user, stored value, partition) of every user the batch changed."""
-    timers: dict[str, tuple[int, int | None]] = field(default_factory=dict)
-    """user -> (partition, earliest due) for every user whose state was written."""
+    timers: dict[str, int | None] = field(default_factory=dict)
+    """user -> earliest due (None: none) for every user whose state was written."""
     events: int = 0
     bad: int = 0
     duplicates: int = 0
@@ -194,8 +217,8 @@ class BatchProcessor:
             else:
                 self._event(incoming, touched, result)
         for user_id, (envelope, partition) in touched.items():
-            result.writes.append((user_id, envelope.encode(), partition))
-            result.timers[user_id] = (partition, envelope.state.next_due())
+            result.writes.append((user_id, envelope.encode(partition), partition))
+            result.timers[user_id] = envelope.state.next_due()
         return result
 
     def write_states(self, result: BatchResult) -> None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -33,54 +34,54 @@ RETRY_US = 1_000_000
 
 @dataclass
 class TimerIndex:
-    """Earliest due time per user, for users of owned partitions. Pure and in memory."""
+    """Earliest due time per user, for users of owned partitions. Pure and in memory.
 
-    _due: dict[str, int] = field(default_factory=dict)
-    _partition: dict[str, int] = field(default_factory=dict)
-    _heap: list[tuple[int, str]] = field(default_factory=list)
+    Users are keyed as the state store keys them (bytes in a worker), so that
+    the index of a million recovered users shares their keys with the store;
+    a user's partition is the store's to tell (`TimerService.forget_partitions`).
+    """
+
+    _due: dict[Hashable, int] = field(default_factory=dict)
+    _heap: list[tuple[int, Hashable]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self._due)
 
-    def set(self, user_id: str, partition: int, due: int | None) -> None:
+    def set(self, user: Hashable, due: int | None) -> None:
         if due is None:
-            self._due.pop(user_id, None)
-            self._partition.pop(user_id, None)
+            self._due.pop(user, None)
             return
-        if self._due.get(user_id) == due:
+        if self._due.get(user) == due:
             return
-        self._due[user_id] = due
-        self._partition[user_id] = partition
-        heapq.heappush(self._heap, (due, user_id))
+        self._due[user] = due
+        heapq.heappush(self._heap, (due, user))
 
-    def load(self, entries: Iterable[tuple[str, int, int]]) -> None:
-        """Add many (user, partition, due) at once: one heapify instead of a push each."""
-        for user_id, partition, due in entries:
-            self._due[user_id] = due
-            self._partition[user_id] = partition
-        self._heap = [(due, user_id) for user_id, due in self._due.items()]
+    def load(self, entries: Iterable[tuple[Hashable, int]]) -> None:
+        """Add many (user, due) at once: one heapify instead of a push each."""
+        self._due.update(entries)
+        self._heap = [(due, user) for user, due in self._due.items()]
         heapq.heapify(self._heap)
 
     def earliest(self) -> int | None:
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(self, now: int) -> list[tuple[str, int, int]]:
-        """(user, partition, due) of users due at or before `now`, removed from the index."""
+    def pop_due(self, now: int) -> list[tuple[Hashable, int]]:
+        """(user, due) of users due at or before `now`, removed from the index."""
         due_users = []
         while True:
             self._drop_stale()
             if not self._heap or self._heap[0][0] > now:
                 return due_users
-            due, user_id = heapq.heappop(self._heap)
-            del self._due[user_id]
-            due_users.append((user_id, self._partition.pop(user_id), due))
+            due, user = heapq.heappop(self._heap)
+            del self._due[user]
+            due_users.append((user, due))
 
-    def drop_partitions(self, partitions: Iterable[int]) -> int:
-        gone = set(partitions)
-        users = [user for user, partition in self._partition.items() if partition in gone]
+    def drop(self, leaving: Callable[[Hashable], bool]) -> int:
+        """Forget the users for which `leaving(user)` holds; how many they were."""
+        users = [user for user in self._due if leaving(user)]
         for user in users:
-            self.set(user, 0, None)
+            del self._due[user]
         return len(users)
 
     def _drop_stale(self) -> None:
@@ -102,7 +103,7 @@ class TimerService:
 
     def __init__(
         self,
-        send_tick: Callable[[str, int], None],
+        send_tick: Callable[[Any, int], None],
         clock: Callable[[], int] = now_us,
     ) -> None:
         self.index = TimerIndex()
@@ -119,13 +120,13 @@ class TimerService:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
-    def update(self, user_id: str, partition: int, due: int | None) -> None:
+    def update(self, user: Hashable, due: int | None) -> None:
         """The user's earliest pending timer is now `due` (None: none)."""
-        self.index.set(user_id, partition, due)
+        self.index.set(user, due)
         self._wake_by(due)
 
-    def load(self, entries: Iterable[tuple[str, int, int]]) -> None:
-        """Index many (user, partition, due) at once, as recovered after a rebalance."""
+    def load(self, entries: Iterable[tuple[Hashable, int]]) -> None:
+        """Index many (user, due) at once, as recovered after a rebalance."""
         self.index.load(entries)
         self._wake_by(self.index.earliest())
 
@@ -136,8 +137,11 @@ class TimerService:
         ):
             self._set_alarm(due)
 
-    def forget_partitions(self, partitions: Iterable[int]) -> None:
-        dropped = self.index.drop_partitions(partitions)
+    def forget_partitions(
+        self, partitions: Iterable[int], partition_of: Callable[[Any], int]
+    ) -> None:
+        gone = set(partitions)
+        dropped = self.index.drop(lambda user: partition_of(user) in gone)
         if dropped:
             log.info("timer index: dropped %d users of revoked partitions", dropped)
 
@@ -163,13 +167,13 @@ class TimerService:
         self.alarm_at = None
         now = self.clock()
         retry = False
-        for user_id, partition, due in self.index.pop_due(now):
+        for user, due in self.index.pop_due(now):
             try:
-                self.send_tick(user_id, due)
+                self.send_tick(user, due)
                 self.ticks_sent += 1
             except Exception:  # the user goes back in the index and is retried
-                log.exception("could not send the timer tick of %s", user_id)
-                self.index.set(user_id, partition, due)
+                log.exception("could not send the timer tick of %r", user)
+                self.index.set(user, due)
                 retry = True
         following = self.index.earliest()
         if following is not None:

@@ -15,8 +15,11 @@ from eventpatterns.processor import (
     Envelope,
     Incoming,
     Topics,
+    pack_stored,
     partition_for,
     stored_next_due,
+    stored_partition,
+    unpack_stored,
 )
 from eventpatterns.replay import Replayer
 
@@ -102,7 +105,8 @@ def test_records_match_replay_and_publish_the_seed_offer() -> None:
     ]
     assert offers[0].key == b"u1"
     assert store.partitions["u1"] == partition_for(b"u1", PARTITIONS)
-    assert result.timers["u1"][1] is not None  # the time_bound extension end
+    assert stored_partition(store.values["u1"]) == store.partitions["u1"]
+    assert result.timers["u1"] is not None  # the time_bound extension end
 
 
 def test_redelivered_records_are_skipped() -> None:
@@ -161,7 +165,7 @@ def test_a_tick_runs_due_timers_once() -> None:
     transitions = [orjson.loads(o.value) for o in first.outgoing if o.topic == TOPICS.actions]
     assert [(t["from"], t["to"]) for t in transitions] == [("met", "not_met")]
     assert not [o for o in second.outgoing if o.topic == TOPICS.actions]
-    assert first.timers["u1"] == (key_partition, None)
+    assert first.timers["u1"] is None
 
 
 def test_envelope_round_trip() -> None:
@@ -191,6 +195,22 @@ def test_values_stored_before_compression_still_decode() -> None:
     assert (envelope.offsets, envelope.version) == ({"t:0": 3}, "v1")
     assert envelope.state.encode() == state.encode()
     assert stored_next_due(old) == 1_700_000_000_000_000
+
+
+def test_values_of_the_first_compressed_format_still_decode() -> None:
+    current = Envelope({"t:0": 3}, UserState("u1"), "v1").encode(partition=2)
+    plain = unpack_stored(current)
+    first_format = b"\x01" + (1_700_000_000_000_000).to_bytes(8, "big") + current[11:]
+    assert unpack_stored(first_format) == plain
+    assert stored_next_due(first_format) == 1_700_000_000_000_000
+    assert stored_partition(first_format) is None
+    assert stored_partition(current) == 2
+    assert stored_partition(pack_stored(plain, None)) is None  # written without one
+
+
+def test_a_partition_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        pack_stored(b"{}", None, 0xFFFF)
 
 
 def test_an_unknown_stored_format_is_refused() -> None:

@@ -12,21 +12,31 @@ from eventpatterns.scheduler import TimerIndex, TimerService, now_us
 
 def test_index_pops_due_users_in_due_order_and_forgets_them() -> None:
     index = TimerIndex()
-    index.set("a", 0, 30)
-    index.set("b", 1, 10)
-    index.set("c", 2, 20)
-    index.set("b", 1, 25)  # rescheduled later
+    index.set("a", 30)
+    index.set("b", 10)
+    index.set("c", 20)
+    index.set("b", 25)  # rescheduled later
     assert index.earliest() == 20
-    assert index.pop_due(25) == [("c", 2, 20), ("b", 1, 25)]
+    assert index.pop_due(25) == [("c", 20), ("b", 25)]
     assert index.earliest() == 30 and len(index) == 1
 
 
-def test_index_drops_users_of_revoked_partitions() -> None:
+def test_service_forgets_the_users_of_revoked_partitions() -> None:
+    service = TimerService(lambda user, due: None, clock=lambda: 0)
+    home = {b"a": 0, b"b": 1, b"c": 0}
+    for user, due in ((b"a", 5), (b"b", 6), (b"c", 7)):
+        service.update(user, due)
+    service.forget_partitions({0}, home.__getitem__)
+    assert service.index.pop_due(100) == [(b"b", 6)]
+    service.shutdown()
+
+
+def test_recovered_users_share_their_keys_with_the_store() -> None:
+    store = {b"user-%07d" % n: b"state" for n in range(1000)}
     index = TimerIndex()
-    index.set("a", 0, 5)
-    index.set("b", 1, 6)
-    assert index.drop_partitions({0}) == 1
-    assert index.pop_due(100) == [("b", 1, 6)]
+    index.load((key, 100 + n) for n, key in enumerate(store))
+    ((first, _),) = index.pop_due(100)
+    assert first is next(iter(store))  # the same object, not a copy
 
 
 @given(st.lists(st.tuples(st.sampled_from("abcdef"), st.one_of(st.none(), st.integers(0, 50)))))
@@ -34,17 +44,15 @@ def test_index_agrees_with_a_plain_dict(updates: list[tuple[str, int | None]]) -
     index = TimerIndex()
     model: dict[str, int] = {}
     for user, due in updates:
-        index.set(user, 0, due)
+        index.set(user, due)
         if due is None:
             model.pop(user, None)
         else:
             model[user] = due
     assert index.earliest() == (min(model.values()) if model else None)
     popped = index.pop_due(25)
-    assert sorted((u, d) for u, _, d in popped) == sorted(
-        (u, d) for u, d in model.items() if d <= 25
-    )
-    assert [d for _, _, d in popped] == sorted(d for _, _, d in popped)
+    assert sorted(popped) == sorted((u, d) for u, d in model.items() if d <= 25)
+    assert [d for _, d in popped] == sorted(d for _, d in popped)
 
 
 @given(
@@ -54,29 +62,28 @@ def test_index_agrees_with_a_plain_dict(updates: list[tuple[str, int | None]]) -
 def test_loading_at_once_is_setting_one_by_one(
     before: list[tuple[str, int | None]], dues: list[tuple[str, int]]
 ) -> None:
-    def home(user: str) -> int:  # a user's partition never changes
-        return ord(user) % 5
+    def leaving(user: object) -> bool:  # the users of a revoked partition
+        return ord(str(user)) % 5 == 3
 
-    loaded = [(user, home(user), due) for user, due in dues]
     at_once, one_by_one = TimerIndex(), TimerIndex()
     for user, due in before:
-        at_once.set(user, home(user), due)
-        one_by_one.set(user, home(user), due)
-    at_once.load(loaded)
-    for user, partition, due in loaded:
-        one_by_one.set(user, partition, due)
+        at_once.set(user, due)
+        one_by_one.set(user, due)
+    at_once.load(dues)
+    for user, due in dues:
+        one_by_one.set(user, due)
     assert len(at_once) == len(one_by_one)
     assert at_once.earliest() == one_by_one.earliest()
-    assert at_once.drop_partitions({3}) == one_by_one.drop_partitions({3})
+    assert at_once.drop(leaving) == one_by_one.drop(leaving)
     assert at_once.pop_due(50) == one_by_one.pop_due(50)
 
 
 def test_loading_brings_the_alarm_forward() -> None:
     service = TimerService(lambda user, due: None, clock=lambda: 10)
-    service.update("u", 0, 500)
-    service.load([("v", 1, 300), ("w", 2, 900)])
+    service.update("u", 500)
+    service.load([("v", 300), ("w", 900)])
     assert service.alarm_at == 300
-    service.load([("x", 3, 400)])
+    service.load([("x", 400)])
     assert service.alarm_at == 300
     service.shutdown()
 
@@ -87,9 +94,9 @@ async def test_service_sends_ticks_when_due() -> None:
     service.start()
     try:
         now = now_us()
-        service.update("late", 0, now - 5_000_000)  # due while nobody ran: fires at once
-        service.update("soon", 1, now + 300_000)
-        service.update("later", 2, now + 60_000_000)
+        service.update("late", now - 5_000_000)  # due while nobody ran: fires at once
+        service.update("soon", now + 300_000)
+        service.update("later", now + 60_000_000)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
         while len(sent) < 2 and loop.time() < deadline:
@@ -110,7 +117,7 @@ async def test_a_failed_send_is_retried() -> None:
             raise ConnectionError("broker away")
 
     service = TimerService(flaky, clock=lambda: 10)
-    service.update("u", 3, 5)
+    service.update("u", 5)
     service.wake()
     assert attempts == ["u"] and service.index.earliest() == 5
     service.wake()  # the next wake-up (at least a second later in real time) retries

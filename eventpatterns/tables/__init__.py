@@ -21,7 +21,7 @@ from faust.streams import _current_event
 from faust.types import EventT, StoreT
 from yarl import URL
 
-from ..processor import partition_for, stored_next_due
+from ..processor import partition_for, stored_next_due, stored_partition
 from ..sending import RecordBatches
 from .restore import BulkRestoredStore, release_free_memory
 
@@ -122,14 +122,34 @@ class TableStateStore:
         for tp, offset in written.items():  # RocksDB keeps it, to restore from there
             self.state.data.set_persisted_offset(tp, offset)
 
-    def pending(self) -> Iterator[tuple[str, int, int]]:
-        """(user, partition, due) of every user with a timer, as recovered from the changelog."""
+    def partition_of(self, key: bytes) -> int:
+        """The partition a user's state belongs to: where its value was written.
+
+        A key whose value does not say (an older value, or a key already gone)
+        is where Kafka's default partitioner puts it, as the events keyed by it.
+        """
+        store = self.state.data
+        partition: int | None
+        if isinstance(store, BulkRestoredStore):
+            partition = store.partition_of(key)
+        else:
+            value = store.get(key)
+            partition = stored_partition(value) if value else None
+        return partition_for(key, self.state.partitions) if partition is None else partition
+
+    def pending(self, partitions: set[int]) -> Iterator[tuple[bytes, int]]:
+        """(user, due) of every user of `partitions` with a timer, as recovered."""
         store = self.state.data
         known = store.partition_of if isinstance(store, BulkRestoredStore) else lambda _: None
+        count = self.state.partitions
         for key, value in list(store.items()):
             due = stored_next_due(value) if value else None
-            if due is not None:
+            if due is None:
+                continue
+            partition = stored_partition(value)
+            if partition is None:
                 partition = known(key)
                 if partition is None:
-                    partition = partition_for(key, self.state.partitions)
-                yield key.decode(), partition, due
+                    partition = partition_for(key, count)
+            if partition in partitions:
+                yield key, due

@@ -16,7 +16,8 @@ import ctypes
 import ctypes.util
 import logging
 import time
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -24,6 +25,7 @@ from faust.stores import memory
 from faust.types import TP
 
 from ..broker import to_bootstrap
+from ..processor import stored_partition
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +33,82 @@ STALL_SECONDS = 30.0
 """Give up on a bulk read that makes no progress this long; Faust reads the rest."""
 
 
+class KeyPartitions(MutableMapping[bytes, int]):
+    """Each key's partition, read from its stored value (`processor.stored_partition`).
+
+    Faust's memory store keeps a dict of key -> partition beside its data, to
+    drop the keys of revoked partitions: ~50 bytes per user, a tenth of an idle
+    user's memory. Values carry their partition, so only keys whose value does
+    not (written by an older version, or noted by Faust's own recovery before
+    it stores the value) take room here.
+    """
+
+    def __init__(self, data: Mapping[bytes, bytes]) -> None:
+        self._data = data
+        self._other: dict[bytes, int] = {}
+
+    def note(self, key: bytes, value: bytes | None, partition: int) -> None:
+        """The key now holds `value` (None: deleted), written for `partition`."""
+        if value is None or stored_partition(value) == partition:
+            self._other.pop(key, None)
+        else:
+            self._other[key] = partition
+
+    def __getitem__(self, key: bytes) -> int:
+        partition = self._other.get(key)
+        if partition is None:
+            partition = stored_partition(self._data[key])
+            if partition is None:
+                raise KeyError(key)
+        return partition
+
+    def __setitem__(self, key: bytes, partition: int) -> None:
+        self._other[key] = partition
+
+    def __delitem__(self, key: bytes) -> None:
+        del self._other[key]
+
+    def pop(self, key: bytes, default: Any = None) -> Any:  # type: ignore[override]
+        """What `dict.pop` does; a key known from its value has nothing to remove."""
+        try:
+            partition = self[key]
+        except KeyError:
+            return default
+        self._other.pop(key, None)
+        return partition
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (key for key in self._data if key in self)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def items(self) -> Iterator[tuple[bytes, int]]:  # type: ignore[override]
+        """(key, partition) of every key whose partition is known; one pass over the data."""
+        other = self._other
+        for key, value in self._data.items():
+            partition = other.get(key)
+            if partition is None:
+                partition = stored_partition(value)
+            if partition is not None:
+                yield key, partition
+
+
 class BulkRestoredStore(memory.Store):  # type: ignore[misc]
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._key_partition = KeyPartitions(self.data)
         self._restored: dict[TP, int] = {}
 
     def write(self, key: bytes, value: bytes | None, partition: int) -> None:
-        """Set (or, with None, delete) a key, remembering its partition.
+        """Set (or, with None, delete) a key written for `partition`.
 
         Faust's memory store learns a key's partition only from a recovery, and
         drops the keys of revoked partitions by it; written through here, the
@@ -45,10 +116,9 @@ class BulkRestoredStore(memory.Store):  # type: ignore[misc]
         """
         if value is None:
             self.data.pop(key, None)
-            self._key_partition.pop(key, None)
         else:
             self.data[key] = value
-            self._key_partition[key] = partition
+        self._key_partition.note(key, value, partition)
 
     def partition_of(self, key: bytes) -> int | None:
         partition: int | None = self._key_partition.get(key)
@@ -94,7 +164,7 @@ async def read_changelog(
     bootstrap: str,
     partitions: Iterable[TP],
     data: MutableMapping[bytes, bytes],
-    key_partition: MutableMapping[bytes, int],
+    key_partition: KeyPartitions,
 ) -> dict[TopicPartition, int]:
     """Apply the partitions' changelog records to `data`, up to their end offsets.
 
@@ -124,7 +194,7 @@ async def _read_until(
     consumer: AIOKafkaConsumer,
     ends: dict[TopicPartition, int],
     data: MutableMapping[bytes, bytes],
-    key_partition: MutableMapping[bytes, int],
+    key_partition: KeyPartitions,
 ) -> dict[TopicPartition, int]:
     last: dict[TopicPartition, int] = {}
     remaining = {tp for tp, end in ends.items() if end > await consumer.position(tp)}
@@ -151,7 +221,7 @@ def _apply(
     records: list[ConsumerRecord[bytes, bytes]],
     partition: int,
     data: MutableMapping[bytes, bytes],
-    key_partition: MutableMapping[bytes, int],
+    key_partition: KeyPartitions,
 ) -> None:
     for record in records:
         key = record.key
@@ -159,10 +229,9 @@ def _apply(
             continue
         if record.value is None:
             data.pop(key, None)
-            key_partition.pop(key, None)
         else:
             data[key] = record.value
-            key_partition[key] = partition
+        key_partition.note(key, record.value, partition)
 
 
 def release_free_memory() -> bool:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 
 import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from faust.types import TP
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventpatterns.broker import EmbeddedBroker, acreate_topics
+from eventpatterns.processor import pack_stored
 from eventpatterns.sending import RecordBatches
-from eventpatterns.tables.restore import read_changelog, release_free_memory
-
-pytestmark = pytest.mark.integration
+from eventpatterns.tables.restore import KeyPartitions, read_changelog, release_free_memory
 
 
+@pytest.mark.integration
 async def test_latest_values_and_tombstones_of_the_asked_partitions(
     broker: EmbeddedBroker, producer: AIOKafkaProducer
 ) -> None:
@@ -34,12 +37,12 @@ async def test_latest_values_and_tombstones_of_the_asked_partitions(
     await writes.send(producer)
 
     data: dict[bytes, bytes] = {b"u1": b"stale", b"other": b"kept"}
-    key_partition: dict[bytes, int] = {}
+    key_partition = KeyPartitions(data)
     last = await read_changelog(broker.bootstrap, [TP(topic, 1), TP(topic, 2)], data, key_partition)
 
     users = [u for u in range(300) if u % 3 != 0 and u % 10 != 0]
     assert data == {b"u%d" % u: b"r2" for u in users} | {b"other": b"kept"}
-    assert key_partition == {b"u%d" % u: u % 3 for u in users}
+    assert dict(key_partition.items()) == {b"u%d" % u: u % 3 for u in users}
     per_partition = 3 * 100 + 10 + 1  # three rounds, the tombstones, the marker
     assert last == {
         TopicPartition(topic, 1): per_partition - 1,
@@ -47,13 +50,16 @@ async def test_latest_values_and_tombstones_of_the_asked_partitions(
     }
 
 
+@pytest.mark.integration
 async def test_an_empty_partition_reads_nothing(broker: EmbeddedBroker) -> None:
     await acreate_topics(broker.bootstrap, {"restore-empty": 1})
     data: dict[bytes, bytes] = {}
-    assert await read_changelog(broker.bootstrap, [TP("restore-empty", 0)], data, {}) == {}
+    partitions = KeyPartitions(data)
+    assert await read_changelog(broker.bootstrap, [TP("restore-empty", 0)], data, partitions) == {}
     assert data == {}
 
 
+@pytest.mark.integration
 async def test_reports_no_offset_beyond_the_end_offset_faust_will_see(
     broker: EmbeddedBroker, producer: AIOKafkaProducer
 ) -> None:
@@ -77,7 +83,7 @@ async def test_reports_no_offset_beyond_the_end_offset_faust_will_see(
         await consumer.stop()
 
     data: dict[bytes, bytes] = {}
-    last = await read_changelog(broker.bootstrap, [TP(topic, 0)], data, {})
+    last = await read_changelog(broker.bootstrap, [TP(topic, 0)], data, KeyPartitions(data))
 
     assert last == {tp: min(49, end - 1)}
     assert len(data) == 50
@@ -98,3 +104,65 @@ def test_memory_freed_after_a_bulk_read_goes_back_to_the_system() -> None:
     freed = before - process.memory_info().rss
     assert freed > 30 * 2**20, freed  # of ~60 MiB freed
     assert survivors and kept
+
+
+def stored(partition: int | None) -> bytes:
+    return pack_stored(b'{"offsets":{}}\x00[]', None, partition)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"a", b"b", b"c", b"d"]),
+            st.one_of(st.none(), st.integers(0, 3)),  # None: a tombstone
+            st.booleans(),  # whether the value carries its partition
+        )
+    )
+)
+def test_key_partitions_agree_with_a_plain_dict(
+    writes: list[tuple[bytes, int | None, bool]],
+) -> None:
+    data: dict[bytes, bytes] = {}
+    partitions = KeyPartitions(data)
+    model: dict[bytes, int] = {}
+    for key, partition, carried in writes:
+        if partition is None:
+            data.pop(key, None)
+            partitions.note(key, None, 0)
+            model.pop(key, None)
+        else:
+            value = stored(partition if carried else None)
+            data[key] = value
+            partitions.note(key, value, partition)
+            model[key] = partition
+    assert dict(partitions.items()) == model
+    assert {key: partitions.get(key) for key in data} == model
+    assert set(partitions) == set(model) and len(partitions) == len(model)
+    for key in list(model):
+        assert partitions.pop(key, None) == model[key]
+
+
+def test_faust_notes_a_partition_before_the_value_arrives() -> None:
+    """Faust's own recovery sets `_key_partition[key]` first; that entry is kept."""
+    data: dict[bytes, bytes] = {}
+    partitions = KeyPartitions(data)
+    partitions[b"k"] = 2
+    data[b"k"] = b"legacy value"
+    assert partitions[b"k"] == 2
+    assert partitions.pop(b"k", None) == 2 and partitions.get(b"k") is None
+
+
+def test_values_that_carry_their_partition_take_no_room_beside_them() -> None:
+    home = {b"user-%07d" % n: n % 4 for n in range(20_000)}
+    data = {key: stored(partition) for key, partition in home.items()}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        partitions = KeyPartitions(data)
+        for key, value in data.items():
+            partitions.note(key, value, home[key])
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert dict(partitions.items()) == home
+    assert grown < 2_000, grown  # a dict of 20,000 entries would take ~1 MB
