@@ -1,16 +1,15 @@
 """`eventpatterns.worker` with benchmark-only changes, to measure proposals before making them.
 
-    BENCH_GC_FREEZE=1 BENCH_LINGER_MS=5 python -m benchmarks.tuned_worker
+    BENCH_LINGER_MS=5 python -m benchmarks.tuned_worker
 
 Each variable turns on one change; none edits the project:
 
-BENCH_GC_FREEZE=1        `gc.freeze()` once the tables are recovered, and the young
-                         generation's threshold raised to 50,000 allocations;
 BENCH_LINGER_MS          the producer's linger (the app sets 1 ms).
 
-Two proposals measured this way have landed (batch sends, uvloop); the `asyncio`
-experiment runs the worker on the standard event loop, to measure what uvloop
-gives. Others only set the worker's own settings: `fetch5` (a 5 ms fetch wait, for
+Three proposals measured this way have landed (batch sends, uvloop, the garbage
+collector's thresholds with `gc.freeze()` after recovery); the `asyncio` and
+`gcdefault` experiments run the worker without the last two, to measure what they
+give. Others only set the worker's own settings: `fetch5` (a 5 ms fetch wait, for
 a broker that holds an empty fetch as long as it may, as Tansu does) and
 `batchwait2` (a batch waits 2 ms to fill, not 10).
 
@@ -19,7 +18,6 @@ a broker that holds an empty fetch as long as it may, as Tansu does) and
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from typing import Any
@@ -28,23 +26,9 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "fetch5": {"EVENTPATTERNS_FETCH_WAIT_MS": "5"},
     "batchwait2": {"EVENTPATTERNS_BATCH_WAIT": "0.002"},
     "asyncio": {"EVENTPATTERNS_EVENT_LOOP": "asyncio"},
-    "gcfreeze": {"BENCH_GC_FREEZE": "1"},
+    "gcdefault": {"EVENTPATTERNS_GC_YOUNG_THRESHOLD": "0"},
     "linger5": {"BENCH_LINGER_MS": "5"},
 }
-
-
-def _patch_gc_freeze() -> None:
-    from eventpatterns.app import Runtime
-
-    original = Runtime._register_timers
-
-    async def register_timers(self: Runtime) -> None:
-        await original(self)
-        gc.collect()
-        gc.freeze()
-
-    Runtime._register_timers = register_timers  # type: ignore[method-assign]
-    gc.set_threshold(50_000, 20, 100)
 
 
 def _patch_linger(milliseconds: int) -> None:
@@ -60,8 +44,6 @@ def _patch_linger(milliseconds: int) -> None:
 
 
 def main() -> int:
-    if os.environ.get("BENCH_GC_FREEZE") == "1":
-        _patch_gc_freeze()
     if os.environ.get("BENCH_LINGER_MS"):
         _patch_linger(int(os.environ["BENCH_LINGER_MS"]))
     from eventpatterns.worker import main as worker_main

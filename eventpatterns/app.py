@@ -21,6 +21,7 @@ from . import tables
 from .broker import to_bootstrap
 from .core.definitions import Definitions
 from .core.events import Event
+from .gctuning import freeze_survivors
 from .metrics import Metrics
 from .processor import BatchProcessor, BatchResult, Incoming
 from .redislog import TransitionLog
@@ -356,6 +357,10 @@ class Runtime:
         self.metrics.timers_pending.set(len(self.timer_service.index))
         log.info("registered the timers of %d users", len(pending))
         tables.release_free_memory()  # what the changelog read left behind
+        if self.settings.gc_young_threshold:
+            # What lives now (the app, the recovered store) lives on: no collection
+            # need walk it again.
+            log.info("froze %d objects alive after recovery", freeze_survivors())
 
 
 def _incoming(

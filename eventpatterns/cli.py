@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from .core.definitions import Definitions, PatternFileError, load_definitions_file
 from .core.timeutil import TimeFormatError, parse_timestamp
+from .gctuning import freeze_survivors, tune_gc
 
 EXIT_BAD_PATTERNS = 2
 
@@ -32,6 +33,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import run_replay
 
     definitions = _load_or_exit(args.patterns)
+    tune_gc()  # every user's state stays alive to the end
+    freeze_survivors()
     until = None
     if args.until is not None:
         try:

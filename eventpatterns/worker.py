@@ -13,6 +13,7 @@ from contextlib import ExitStack
 
 from .broker import EmbeddedBroker, acreate_topics, broker_from_env, to_bootstrap
 from .core.definitions import Definitions, PatternFileError, load_definitions, load_definitions_file
+from .gctuning import tune_gc
 from .patternstore import publish, read_latest
 from .settings import Settings
 from .topics import all_topics
@@ -71,6 +72,7 @@ def run_worker(settings: Settings, broker_url: str | None = None) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     use_event_loop(settings.event_loop)
+    tune_gc(settings.gc_young_threshold)
     try:
         file_definitions = load_definitions_file(settings.patterns)
     except PatternFileError as error:

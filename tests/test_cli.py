@@ -562,3 +562,11 @@ def test_the_docs_show_every_pattern_kind_and_action() -> None:
         for action in (*p.on_met, *(a for c in p.checkpoints for a in c.actions))
     }
     assert actions == ACTION_KINDS
+
+
+def test_the_operations_guide_lists_every_setting_as_the_code_describes_it() -> None:
+    from eventpatterns.settings import settings_table
+
+    guide = (ROOT / "docs/operations.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(EVENTPATTERNS_\w+)` \| `.*?` \| (.*) \|$", guide, re.M))
+    assert rows == {variable: text for variable, _, text in settings_table()}

@@ -213,6 +213,8 @@ def test_restart_recovers_state_from_the_changelog(broker: EmbeddedBroker, tmp_p
             r"state: \d+ partitions read from the changelog .*, (\d+) keys held", again.log()
         )
         assert restored and int(restored[0]) >= len({e["user_id"] for e in events[:half]})
+        frozen = re.findall(r"froze (\d+) objects alive after recovery", again.log())
+        assert frozen and int(frozen[0]) > 0  # out of the collector's way from then on
     finally:
         reader.close()
         again.stop()
