@@ -160,7 +160,7 @@ def stored_next_due(raw: bytes) -> int | None:
 
 def stored_partition(raw: bytes) -> int | None:
     """The partition a stored value was written for (None: written before it was kept)."""
-    if raw[:1] != bytes((STORED_FORMAT,)):
+    if not raw or raw[0] != STORED_FORMAT:
         return None
     _, _, partition = _HEAD.unpack_from(raw)
     return None if partition == NO_PARTITION else int(partition)

@@ -128,28 +128,20 @@ class TableStateStore:
         A key whose value does not say (an older value, or a key already gone)
         is where Kafka's default partitioner puts it, as the events keyed by it.
         """
-        store = self.state.data
-        partition: int | None
-        if isinstance(store, BulkRestoredStore):
-            partition = store.partition_of(key)
-        else:
-            value = store.get(key)
-            partition = stored_partition(value) if value else None
-        return partition_for(key, self.state.partitions) if partition is None else partition
+        return self._partition_of(key, self.state.data.get(key))
 
     def pending(self, partitions: set[int]) -> Iterator[tuple[bytes, int]]:
         """(user, due) of every user of `partitions` with a timer, as recovered."""
-        store = self.state.data
-        known = store.partition_of if isinstance(store, BulkRestoredStore) else lambda _: None
-        count = self.state.partitions
-        for key, value in list(store.items()):
+        for key, value in list(self.state.data.items()):
             due = stored_next_due(value) if value else None
-            if due is None:
-                continue
-            partition = stored_partition(value)
-            if partition is None:
-                partition = known(key)
-                if partition is None:
-                    partition = partition_for(key, count)
-            if partition in partitions:
+            if due is not None and self._partition_of(key, value) in partitions:
                 yield key, due
+
+    def _partition_of(self, key: bytes, value: bytes | None) -> int:
+        store = self.state.data
+        partition: int | None
+        if isinstance(store, BulkRestoredStore):
+            partition = store.partition_of(key)  # from the value, or as the changelog said
+        else:
+            partition = stored_partition(value) if value else None
+        return partition_for(key, self.state.partitions) if partition is None else partition
