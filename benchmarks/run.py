@@ -11,11 +11,12 @@ e2e       one worker (a subprocess, Redis disabled), from records pre-produced o
           seed's two patterns (examples/clickstream.yaml) and with the ten of
           benchmarks/patterns.yaml; the worker's CPU per event; outputs checked
           against the core's own count;
-latency   event -> offer latency (p50/p99) at 70 % load: the worker's capacity on
-          the latency records (users with ~8 events each, so that offers happen;
-          they cost more per event than the e2e records) is measured first, then
-          records are produced at 70 % (and 35 %) of it, each stamped with its
-          produce time, and the offer's arrival at a reader on the output topic;
+latency   event -> offer latency (p50/p99) at 70 % load: after a light load (100/s),
+          the worker's capacity on the latency records (users with ~8 events each,
+          so that offers happen) is measured by pacing them in faster than it
+          applies them, with the reader running; then records are produced at 70 %
+          (and 35 %) of it, each stamped with its produce time, and the offer's
+          arrival at a reader on the output topic;
 baselines the same records through a bare Faust agent (benchmarks/baseline_faust.py)
           and the seed's state machine on quixstreams (benchmarks/baseline_quix.py);
 recovery  a fresh worker restoring N users of state from the changelog (written
@@ -374,6 +375,13 @@ def latency_records(events: int, users: int, first_user: int) -> list[dict[str, 
     )
 
 
+def outputs_tail(bootstrap: str, child: Child, prefix: str) -> kafka_io.TopicTail:
+    """A reader of the worker's offers and audit records, as a user of them would run."""
+    return kafka_io.TopicTail(
+        bootstrap, [f"{prefix}-special-offers", child.env["EVENTPATTERNS_ACTIONS_TOPIC"]]
+    )
+
+
 def measure_capacity(
     bootstrap: str,
     child: Child,
@@ -393,9 +401,7 @@ def measure_capacity(
     conditions, measured here with `rate` above it.
     """
     records = latency_records(int(rate * seconds) + 1, users, first_user)
-    tail = kafka_io.TopicTail(
-        bootstrap, [f"{prefix}-special-offers", child.env["EVENTPATTERNS_ACTIONS_TOPIC"]]
-    ).start()
+    tail = outputs_tail(bootstrap, child, prefix).start()
     try:
         before = child.count()
         cpu_before = cpu_seconds(child.ps)
@@ -429,15 +435,13 @@ def measure_latency(
     first_user: int,
 ) -> dict[str, Any]:
     """Paced latency records, and their outputs."""
-    offers_topic = f"{prefix}-special-offers"
-    actions_topic = child.env["EVENTPATTERNS_ACTIONS_TOPIC"]
     records = latency_records(int(rate * seconds) + 1, users, first_user)
     ours = {record["userId"] for record in records}
     before = child.count()
     cpu_before = cpu_seconds(child.ps)
     url = procs.worker_url(child)
     batches_before = procs.metric(url, "eventpatterns_batch_events_count")
-    tail = kafka_io.TopicTail(bootstrap, [offers_topic, actions_topic]).start()
+    tail = outputs_tail(bootstrap, child, prefix).start()
     try:
         sent, first_wall = paced_produce(bootstrap, SOURCE_TOPIC, records, rate, seconds)
         produced_at = time.monotonic()
