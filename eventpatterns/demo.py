@@ -25,6 +25,8 @@ CATEGORIES = ("clothing", "shoes", "electronics", "books", "home", "toys")
 ADJECTIVES = ("sad", "calm", "brave", "quiet", "lucky", "swift", "odd", "merry", "bold", "shy")
 NOUNS = ("music", "river", "falcon", "garden", "pixel", "harbor", "lantern", "meadow", "comet")
 GERUNDS = ("boxing", "sailing", "dancing", "reading", "hiking", "baking", "painting", "singing")
+DEMO_LINGER_MS = 100
+"""How long the demo's producer gathers clicks into one record batch per partition."""
 
 
 @dataclass
@@ -121,7 +123,10 @@ async def _produce(
     from aiokafka import AIOKafkaProducer
 
     rng = random.Random(7)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    # Clicks go out in batches of 100 ms: the embedded broker's reads slow down as a
+    # partition's record batches grow past ~10,000 (docs/operations.md), which one
+    # batch per click would reach within minutes at the default rate.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=DEMO_LINGER_MS)
     await producer.start()
     try:
         interval = 1.0 / rate
