@@ -166,3 +166,19 @@ def test_values_that_carry_their_partition_take_no_room_beside_them() -> None:
         tracemalloc.stop()
     assert dict(partitions.items()) == home
     assert grown < 2_000, grown  # a dict of 20,000 entries would take ~1 MB
+
+
+async def test_faust_drops_the_keys_of_partitions_no_longer_held_by_their_values() -> None:
+    """Faust's memory store forgets revoked partitions' keys through `_key_partition`."""
+    from types import SimpleNamespace
+
+    from faust.stores import memory
+
+    data = {b"kept": stored(0), b"revoked": stored(1), b"legacy": b"{}"}
+    store = SimpleNamespace(data=data, _key_partition=KeyPartitions(data))
+    store._key_partition.note(b"legacy", b"{}", 1)  # a value that does not say
+
+    await memory.Store.on_recovery_completed(store, {TP("state-changelog", 0)}, set())
+
+    assert set(data) == {b"kept"}
+    assert dict(store._key_partition.items()) == {b"kept": 0}
