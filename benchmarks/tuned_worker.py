@@ -5,6 +5,8 @@
 Each variable turns on one change; none edits the project:
 
 BENCH_LINGER_MS          the producer's linger (the app sets 1 ms).
+BENCH_TASK_DELIVERY      deliver records the way faust-streaming does (four tasks each),
+                         without `faustpatches.deliver_without_tasks`.
 
 Three proposals measured this way have landed (batch sends, uvloop, the garbage
 collector's thresholds with `gc.freeze()` after recovery); the `asyncio` and
@@ -28,6 +30,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "asyncio": {"EVENTPATTERNS_EVENT_LOOP": "asyncio"},
     "gcdefault": {"EVENTPATTERNS_GC_YOUNG_THRESHOLD": "0"},
     "linger5": {"BENCH_LINGER_MS": "5"},
+    "taskdelivery": {"BENCH_TASK_DELIVERY": "1"},
 }
 
 
@@ -43,7 +46,15 @@ def _patch_linger(milliseconds: int) -> None:
     app_module.faust.App = make_app  # type: ignore[misc]
 
 
+def _keep_task_delivery() -> None:
+    import eventpatterns.faustpatches as patches
+
+    patches.deliver_without_tasks = lambda: None
+
+
 def main() -> int:
+    if os.environ.get("BENCH_TASK_DELIVERY"):
+        _keep_task_delivery()
     if os.environ.get("BENCH_LINGER_MS"):
         _patch_linger(int(os.environ["BENCH_LINGER_MS"]))
     from eventpatterns.worker import main as worker_main

@@ -17,7 +17,7 @@ import faust
 import orjson
 from faust.types import TP
 
-from . import tables
+from . import faustpatches, tables
 from .broker import to_bootstrap
 from .core.definitions import Definitions
 from .core.events import Event
@@ -33,95 +33,11 @@ from .topics import input_channel, raw_topic, topic_names
 log = logging.getLogger(__name__)
 
 
-def tune_fetch_wait(milliseconds: int) -> None:
-    """Set the worker consumer's `fetch_max_wait_ms`, which Faust hard-codes to 1500.
-
-    A broker that does not answer a waiting fetch as soon as data arrives (Tansu
-    among them) otherwise adds up to that long to every hop of an event.
-    """
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-    create = AIOKafkaConsumerThread._create_worker_consumer
-    original = getattr(create, "__wrapped__", create)
-
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = milliseconds
-        return consumer
-
-    create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
-
-
-def keep_stale_messages_unacked() -> None:
-    """Never acknowledge a record fetched under an earlier consumer generation, or while
-    flow is stopped for a rebalance or shutdown.
-
-    faust-streaming skips such records and acknowledges them, so the commit can
-    move past records that were never applied (faust issues #221, #223, #312).
-    Unacknowledged, they hold the commit back: they are fetched again (after the
-    rebalance's seek, or by the next owner) and applied, and the per-user
-    offsets in the state skip whatever had been applied already.
-    """
-    from faust.events import Event
-
-    ack = getattr(Event.ack, "__wrapped__", Event.ack)
-
-    def ack_if_current(self: Any) -> bool:
-        app = self.app
-        if (
-            self.message.generation_id != app.consumer_generation_id
-            or not app.flow_control.is_active()
-        ):
-            return False
-        return bool(ack(self))
-
-    ack_if_current.__wrapped__ = ack  # type: ignore[attr-defined]
-    Event.ack = ack_if_current  # type: ignore[method-assign]
-
-
-def seek_before_fetching_streams() -> None:
-    """Hold the stream partitions while the consumer seeks them to their committed offsets.
-
-    At the end of a rebalance faust-streaming resumes the stream partitions, then
-    seeks them (broker round trips), then resumes flow, which clears the agents'
-    queues. What was fetched in between is queued and then dropped: a partition
-    that is sought fetches it again, but one without a committed offset (its
-    previous owner died before its first commit) is not sought, and those records
-    were never applied. So the seek runs with the stream partitions held, and a
-    partition without a committed offset is sought to offset 0 (the consumer
-    resets an offset below the log start to the earliest, as configured): the
-    order faust-streaming PR #217 meant. The seek faust-streaming makes while
-    flow is stopped (mid-rebalance) holds nothing: recovery holds them then.
-    """
-    from faust.transport.consumer import Consumer
-
-    seek = getattr(Consumer.perform_seek, "__wrapped__", Consumer.perform_seek)
-
-    async def perform_seek(self: Any) -> None:
-        held = set()
-        if self.flow_active:
-            held = {tp for tp in self._get_active_partitions() if not self._is_changelog_tp(tp)}
-            self.pause_partitions(held)
-        try:
-            await seek(self)
-            for tp in self.assignment():
-                if not self._is_changelog_tp(tp) and not self._committed_offset.get(tp):
-                    await self.seek(tp, 0)
-        finally:
-            self.resume_partitions(held)
-
-    perform_seek.__wrapped__ = seek  # type: ignore[attr-defined]
-    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
-
-
 def faust_app(settings: Settings, broker_url: str) -> faust.App:
     """A Faust app tuned so that start-up and group joins take seconds."""
     from .web import advertised_host
 
-    tune_fetch_wait(settings.fetch_wait_ms)
-    keep_stale_messages_unacked()
-    seek_before_fetching_streams()
+    faustpatches.apply_all(settings.fetch_wait_ms)
     return faust.App(
         settings.app_id,
         broker=broker_url,

@@ -125,7 +125,7 @@ def test_parity_with_replay_on_every_pattern_kind(broker: EmbeddedBroker, tmp_pa
         # Late: the killed worker has applied most of its share, maybe without a
         # commit, so the survivor restarts those partitions from their beginning or
         # a committed offset while it recovers (this lost records before
-        # `app.seek_before_fetching_streams`).
+        # `faustpatches.seek_before_fetching_streams`).
         pytest.param(700, id="late"),
     ],
 )

@@ -1,0 +1,176 @@
+"""Changes to faust-streaming's consumer that a worker applies before it builds its app.
+
+Each replaces one method, keeps the original as `__wrapped__` (so applying it
+twice changes nothing) and says which behaviour of faust-streaming it changes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Generator
+from typing import Any
+
+
+def apply_all(fetch_wait_ms: int) -> None:
+    tune_fetch_wait(fetch_wait_ms)
+    keep_stale_messages_unacked()
+    seek_before_fetching_streams()
+    deliver_without_tasks()
+
+
+def tune_fetch_wait(milliseconds: int) -> None:
+    """Set the worker consumer's `fetch_max_wait_ms`, which Faust hard-codes to 1500.
+
+    A broker that does not answer a waiting fetch as soon as data arrives (Tansu
+    among them) otherwise adds up to that long to every hop of an event.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    create = AIOKafkaConsumerThread._create_worker_consumer
+    original = getattr(create, "__wrapped__", create)
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = milliseconds
+        return consumer
+
+    create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
+def keep_stale_messages_unacked() -> None:
+    """Never acknowledge a record fetched under an earlier consumer generation, or while
+    flow is stopped for a rebalance or shutdown.
+
+    faust-streaming skips such records and acknowledges them, so the commit can
+    move past records that were never applied (faust issues #221, #223, #312).
+    Unacknowledged, they hold the commit back: they are fetched again (after the
+    rebalance's seek, or by the next owner) and applied, and the per-user
+    offsets in the state skip whatever had been applied already.
+    """
+    from faust.events import Event
+
+    ack = getattr(Event.ack, "__wrapped__", Event.ack)
+
+    def ack_if_current(self: Any) -> bool:
+        app = self.app
+        if (
+            self.message.generation_id != app.consumer_generation_id
+            or not app.flow_control.is_active()
+        ):
+            return False
+        return bool(ack(self))
+
+    ack_if_current.__wrapped__ = ack  # type: ignore[attr-defined]
+    Event.ack = ack_if_current  # type: ignore[method-assign]
+
+
+def seek_before_fetching_streams() -> None:
+    """Hold the stream partitions while the consumer seeks them to their committed offsets.
+
+    At the end of a rebalance faust-streaming resumes the stream partitions, then
+    seeks them (broker round trips), then resumes flow, which clears the agents'
+    queues. What was fetched in between is queued and then dropped: a partition
+    that is sought fetches it again, but one without a committed offset (its
+    previous owner died before its first commit) is not sought, and those records
+    were never applied. So the seek runs with the stream partitions held, and a
+    partition without a committed offset is sought to offset 0 (the consumer
+    resets an offset below the log start to the earliest, as configured): the
+    order faust-streaming PR #217 meant. The seek faust-streaming makes while
+    flow is stopped (mid-rebalance) holds nothing: recovery holds them then.
+    """
+    from faust.transport.consumer import Consumer
+
+    seek = getattr(Consumer.perform_seek, "__wrapped__", Consumer.perform_seek)
+
+    async def perform_seek(self: Any) -> None:
+        held = set()
+        if self.flow_active:
+            held = {tp for tp in self._get_active_partitions() if not self._is_changelog_tp(tp)}
+            self.pause_partitions(held)
+        try:
+            await seek(self)
+            for tp in self.assignment():
+                if not self._is_changelog_tp(tp) and not self._committed_offset.get(tp):
+                    await self.seek(tp, 0)
+        finally:
+            self.resume_partitions(held)
+
+    perform_seek.__wrapped__ = seek  # type: ignore[attr-defined]
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+
+
+def deliver_without_tasks() -> None:
+    """Hand each fetched record to the streams without four tasks per record.
+
+    faust-streaming's consumer delivers every record through
+    `wait_first(deliver(record), suspend_flow.wait())`, which makes a task of
+    each (and two more for the consumer's stopped and crashed events), waits for
+    the first and cancels the rest: several event-loop rounds per record, most
+    of the time the delivery itself needs none (it only waits when a stream's
+    queue is full or flow is held). Now the delivery runs at once; only when it
+    has to wait is the rest of it handed to the original `wait_first`, so a
+    rebalance that suspends flow still abandons it as before.
+    """
+    from faust.transport.consumer import Consumer
+    from mode.services import WaitResults
+
+    wait_first = getattr(Consumer.wait_first, "__wrapped__", Consumer.wait_first)
+
+    async def wait_first_delivering_at_once(self: Any, *coros: Any, timeout: Any = None) -> Any:
+        first = coros[0] if coros else None
+        if not inspect.iscoroutine(first) or self._stopped.is_set() or self._crashed.is_set():
+            return await wait_first(self, *coros, timeout=timeout)
+        try:
+            waiting_on = first.send(None)
+        except StopIteration as done:
+            _close_unstarted(coros[1:])
+            return WaitResults([first], [done.value], False)
+        except BaseException:
+            _close_unstarted(coros[1:])
+            raise
+        return await wait_first(self, Resumed(first, waiting_on), *coros[1:], timeout=timeout)
+
+    wait_first_delivering_at_once.__wrapped__ = wait_first  # type: ignore[attr-defined]
+    Consumer.wait_first = wait_first_delivering_at_once  # type: ignore[method-assign]
+
+
+def _close_unstarted(coros: tuple[Any, ...]) -> None:
+    """Close the coroutines that lost before they ran (no 'never awaited' warning)."""
+    for coro in coros:
+        if inspect.iscoroutine(coro):
+            coro.close()
+
+
+class Resumed(Awaitable[Any]):
+    """The rest of a coroutine that was run up to its first wait, as an awaitable.
+
+    A task awaiting it waits for what the coroutine was waiting on, then goes
+    on with the coroutine, passing in results and exceptions (cancellation
+    included) as if the task had run it from the start.
+    """
+
+    __slots__ = ("_coro", "_waiting_on")
+
+    def __init__(self, coro: Any, waiting_on: Any) -> None:
+        self._coro = coro
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, waiting_on = self._coro, self._waiting_on
+        while True:
+            try:
+                value = yield waiting_on
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as error:  # passed on, as a task would
+                try:
+                    waiting_on = coro.throw(error)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting_on = coro.send(value)
+                except StopIteration as done:
+                    return done.value

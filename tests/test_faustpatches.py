@@ -1,0 +1,164 @@
+"""faustpatches.deliver_without_tasks: the consumer's per-record `wait_first` fast path."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+import pytest
+from faust.transport.consumer import Consumer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mode import Service
+
+from eventpatterns import faustpatches
+
+
+class Fetcher(Service):
+    """Stands in for the consumer: `Consumer.wait_first` only uses Service's own parts."""
+
+
+@pytest.fixture
+async def service() -> Fetcher:
+    faustpatches.deliver_without_tasks()
+    return Fetcher()
+
+
+def wait_first(service: Service, *coros: Any) -> Any:
+    return Consumer.wait_first(service, *coros)
+
+
+async def test_a_delivery_that_needs_no_wait_completes_at_once_and_the_others_never_run(
+    service: Fetcher,
+) -> None:
+    ran: list[str] = []
+
+    async def deliver() -> str:
+        ran.append("deliver")
+        return "delivered"
+
+    async def suspended() -> None:
+        ran.append("suspended")
+
+    loser = suspended()
+    results = await wait_first(service, deliver(), loser)
+    assert (results.results, results.stopped) == (["delivered"], False)
+    assert ran == ["deliver"]
+    # closed, so that it does not warn of a coroutine never awaited
+    assert inspect.getcoroutinestate(loser) == inspect.CORO_CLOSED
+
+
+async def test_a_delivery_that_fails_at_once_raises(service: Fetcher) -> None:
+    async def deliver() -> None:
+        raise ValueError("bad record")
+
+    async def suspended() -> None:
+        await asyncio.Event().wait()
+
+    with pytest.raises(ValueError, match="bad record"):
+        await wait_first(service, deliver(), suspended())
+
+
+async def test_a_delivery_that_waits_goes_on_when_what_it_waits_for_is_done(
+    service: Fetcher,
+) -> None:
+    space = asyncio.get_running_loop().create_future()
+    steps: list[str] = []
+
+    async def deliver() -> str:
+        steps.append("queue full")
+        steps.append(await space)
+        return "delivered"
+
+    suspend = asyncio.Event()
+    waiting = asyncio.ensure_future(wait_first(service, deliver(), suspend.wait()))
+    await asyncio.sleep(0)
+    assert steps == ["queue full"] and not waiting.done()
+    space.set_result("space")
+    results = await asyncio.wait_for(waiting, 5)
+    assert steps == ["queue full", "space"]
+    assert results.results[0] == "delivered"
+
+
+async def test_suspending_flow_abandons_a_waiting_delivery_as_faust_does(
+    service: Fetcher,
+) -> None:
+    cleaned_up = asyncio.Event()
+
+    async def deliver() -> None:
+        try:
+            await asyncio.Event().wait()  # a queue that never drains
+        finally:
+            cleaned_up.set()
+
+    suspend = asyncio.Event()
+    waiting = asyncio.ensure_future(wait_first(service, deliver(), suspend.wait()))
+    await asyncio.sleep(0)
+    suspend.set()
+    results = await asyncio.wait_for(waiting, 5)
+    assert results.stopped is False
+    assert results.results == [True]  # the suspend event won
+    await asyncio.wait_for(cleaned_up.wait(), 5)  # the delivery was cancelled, not leaked
+
+
+async def test_a_stopped_consumer_delivers_nothing(service: Fetcher) -> None:
+    ran: list[str] = []
+
+    async def deliver() -> None:
+        ran.append("deliver")
+
+    service._stopped.set()
+    results = await wait_first(service, deliver(), asyncio.Event().wait())
+    assert results.stopped is True
+
+
+# One wait of a delivery: a value, an exception it catches, or yielding to the loop.
+Step = st.one_of(
+    st.tuples(st.just("value"), st.integers()),
+    st.tuples(st.just("error"), st.integers()),
+    st.tuples(st.just("sleep"), st.just(0)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(Step, max_size=6), fail_at_end=st.booleans())
+def test_a_delivery_resumed_after_its_first_wait_does_what_it_does_run_as_a_task(
+    steps: list[tuple[str, int]], fail_at_end: bool
+) -> None:
+    async def deliver(log: list[Any]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        for kind, number in steps:
+            if kind == "sleep":
+                await asyncio.sleep(0)
+                log.append("slept")
+                continue
+            future = loop.create_future()
+            if kind == "value":
+                loop.call_soon(future.set_result, number)
+            else:
+                loop.call_soon(future.set_exception, KeyError(number))
+            try:
+                log.append(await future)
+            except KeyError as error:
+                log.append(("caught", error.args[0]))
+        if fail_at_end:
+            raise RuntimeError(len(log))
+        return log
+
+    async def outcome(run: Any) -> Any:
+        log: list[Any] = []
+        try:
+            return ("returned", await run(deliver(log)), log)
+        except RuntimeError as error:
+            return ("raised", error.args, log)
+
+    async def as_a_task(coro: Any) -> Any:
+        return await asyncio.ensure_future(coro)
+
+    async def through_the_patch(coro: Any) -> Any:
+        faustpatches.deliver_without_tasks()
+        results = await Consumer.wait_first(Fetcher(), coro, asyncio.Event().wait())
+        return results.results[0]
+
+    assert asyncio.run(outcome(through_the_patch)) == asyncio.run(outcome(as_a_task))
