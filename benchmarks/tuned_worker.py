@@ -7,11 +7,14 @@ Each variable turns on one change; none edits the project:
 BENCH_LINGER_MS          the producer's linger (the app sets 1 ms).
 BENCH_TASK_DELIVERY      deliver records the way faust-streaming does (four tasks each),
                          without `faustpatches.deliver_without_tasks`.
+BENCH_TAKE_EVENTS        batch with Faust's `Stream.take_events` (its window opens when the
+                         previous batch is done), not `agents/batching.py`.
 
-Three proposals measured this way have landed (batch sends, uvloop, the garbage
-collector's thresholds with `gc.freeze()` after recovery); the `asyncio` and
-`gcdefault` experiments run the worker without the last two, to measure what they
-give. Others only set the worker's own settings: `fetch5` (a 5 ms fetch wait, for
+Five proposals measured this way have landed (batch sends, uvloop, the garbage
+collector's thresholds with `gc.freeze()` after recovery, delivery without tasks,
+batches whose window opens at their first event); the `asyncio`, `gcdefault`,
+`taskdelivery` and `takeevents` experiments run the worker without one of them, to
+measure what it gives. Others only set the worker's own settings: `fetch5` (a 5 ms fetch wait, for
 a broker that holds an empty fetch as long as it may, as Tansu does) and
 `batchwait2` (a batch waits 2 ms to fill, not 10).
 
@@ -31,6 +34,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "gcdefault": {"EVENTPATTERNS_GC_YOUNG_THRESHOLD": "0"},
     "linger5": {"BENCH_LINGER_MS": "5"},
     "taskdelivery": {"BENCH_TASK_DELIVERY": "1"},
+    "takeevents": {"BENCH_TAKE_EVENTS": "1"},
 }
 
 
@@ -52,7 +56,15 @@ def _keep_task_delivery() -> None:
     patches.deliver_without_tasks = lambda: None
 
 
+def _batch_with_take_events() -> None:
+    import eventpatterns.agents as agents
+
+    agents.batches = lambda stream, size, within: stream.take_events(size, within=within)  # type: ignore[assignment]
+
+
 def main() -> int:
+    if os.environ.get("BENCH_TAKE_EVENTS"):
+        _batch_with_take_events()
     if os.environ.get("BENCH_TASK_DELIVERY"):
         _keep_task_delivery()
     if os.environ.get("BENCH_LINGER_MS"):

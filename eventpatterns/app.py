@@ -196,8 +196,9 @@ class Runtime:
         producer = self.app.producer._ensure_producer()
         await self.outputs.send(producer)
         self.processor.write_states(result)
-        for user_id, due in result.timers.items():
-            self.timer_service.update(user_id.encode(), due)
+        self.timer_service.update_all(
+            (user_id.encode(), due) for user_id, due in result.timers.items()
+        )
         if self.embedded_broker and not self.store.restores_in_bulk:
             self.store.end_changelog_batches(CHANGELOG_MARKER)
         await self.store.send_changelog(producer)

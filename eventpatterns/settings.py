@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     batch_wait: float = Field(
         default=0.01,
         gt=0,
-        description="EVENTPATTERNS_BATCH_WAIT: seconds a batch waits to fill before it runs.",
+        description="EVENTPATTERNS_BATCH_WAIT: seconds a batch waits, from its first event, "
+        "for more before it runs.",
     )
     max_event_bytes: int = Field(
         default=1 << 20, description="EVENTPATTERNS_MAX_EVENT_BYTES: larger records go to the DLQ."

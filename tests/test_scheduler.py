@@ -78,6 +78,35 @@ def test_loading_at_once_is_setting_one_by_one(
     assert at_once.pop_due(50) == one_by_one.pop_due(50)
 
 
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdef"), st.one_of(st.none(), st.integers(0, 50)))),
+    st.lists(st.tuples(st.sampled_from("cdefgh"), st.one_of(st.none(), st.integers(0, 50)))),
+    st.integers(0, 60),
+)
+def test_a_batch_of_updates_rings_as_one_by_one_with_one_alarm_set(
+    before: list[tuple[str, int | None]], batch: list[tuple[str, int | None]], now: int
+) -> None:
+    at_once = TimerService(lambda user, due: None, clock=lambda: now)
+    one_by_one = TimerService(lambda user, due: None, clock=lambda: now)
+    alarms_set: list[int] = []
+    for service in (at_once, one_by_one):
+        for user, due in before:
+            service.update(user, due)
+    at_once._set_alarm = alarms_set.append  # type: ignore[method-assign]
+    at_once.alarm_at = one_by_one.alarm_at
+    at_once.update_all(batch)
+    for user, due in batch:
+        one_by_one.update(user, due)
+    assert at_once.index.pop_due(60) == one_by_one.index.pop_due(60)
+    assert len(alarms_set) <= 1
+    # whatever is due by the time one-by-one's alarm rings, the batch's rings by then too
+    ring = alarms_set[0] if alarms_set else at_once.alarm_at
+    if one_by_one.alarm_at is not None:
+        assert ring is not None and ring <= one_by_one.alarm_at
+    for service in (at_once, one_by_one):
+        service.shutdown()
+
+
 def test_loading_brings_the_alarm_forward() -> None:
     service = TimerService(lambda user, due: None, clock=lambda: 10)
     service.update("u", 500)

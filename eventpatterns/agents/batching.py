@@ -1,0 +1,100 @@
+"""Batches of a Faust stream's events, for the events agent.
+
+Faust's `Stream.take_events(max, within)` starts its wait when the agent is
+done with the previous batch, and holds the stream while the agent works: a
+record that arrived during a batch waits for that batch, then a whole `within`,
+then its own batch; and every `within` it makes four tasks to wait (mode's
+`wait_first`), idle or not. Here the wait opens when a batch's first event
+arrives, so under load what queued while a batch was applied goes at once;
+events go on being buffered meanwhile (up to `max_events`, then the stream
+waits, as Faust's does); and an idle agent waits for an event without waking.
+Each event is acknowledged once the agent is done with its batch, as Faust's
+does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any
+
+
+class Buffer:
+    """What a stream has delivered since the last batch was taken."""
+
+    def __init__(self, stream: Any, max_events: int) -> None:
+        self.stream = stream
+        self.max_events = max_events
+        self.events: list[Any] = []
+        self.opened_at = 0.0
+        """Loop time at which the first of `events` arrived."""
+        self.started = asyncio.Event()
+        self.full = asyncio.Event()
+        self._room: asyncio.Future[None] | None = None
+
+    def add(self, value: Any) -> Any:
+        """The stream's processor: buffer the event being delivered."""
+        event = self.stream.current_event
+        if event is None:
+            raise RuntimeError("a batched stream found no current event")
+        if not self.events:
+            self.opened_at = asyncio.get_running_loop().time()
+            self.started.set()
+        self.events.append(event)
+        if len(self.events) < self.max_events:
+            return value
+        self.full.set()
+        return self._when_taken(value)
+
+    async def _when_taken(self, value: Any) -> Any:
+        """Hold the stream until the full batch is taken (Faust's back-pressure)."""
+        if self._room is None or self._room.done():
+            self._room = asyncio.get_running_loop().create_future()
+        await self._room
+        return value
+
+    def take(self) -> list[Any]:
+        events, self.events = self.events, []
+        self.started.clear()
+        self.full.clear()
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+        return events
+
+
+async def take_batches(
+    stream: Any, max_events: int, within: float
+) -> AsyncGenerator[list[Any], None]:
+    """Lists of at most `max_events` events, each at most `within` seconds after its first."""
+    buffer = Buffer(stream, max_events)
+    loop = asyncio.get_running_loop()
+    acks_were_enabled = stream.enable_acks
+    stream.enable_acks = False  # acknowledged below, once the agent is done with them
+    stream.add_processor(buffer.add)
+    stream._enable_passive(aiter(stream.channel))
+    try:
+        while not stream.should_stop:
+            if not buffer.events:
+                await stream.wait_for_stopped(buffer.started)
+                continue
+            remaining = buffer.opened_at + within - loop.time()
+            if remaining > 0 and not buffer.full.is_set():
+                await stream.wait_for_stopped(buffer.full, timeout=remaining)
+            batch = buffer.take()
+            if not batch:
+                continue
+            try:
+                yield batch
+            finally:
+                for event in batch:
+                    await stream.ack(event)
+    finally:
+        stream.enable_acks = acks_were_enabled
+        stream._processors.remove(buffer.add)
+
+
+def batches(stream: Any, max_events: int, within: float) -> AsyncGenerator[list[Any], None]:
+    """`take_batches`, registered with the stream so that stopping it closes the batches."""
+    generator = take_batches(stream, max_events, within)
+    stream._active_agens.add(generator)
+    return generator

@@ -1,0 +1,113 @@
+"""Batches of a Faust stream's events (agents/batching.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventpatterns.agents.batching import Buffer, batches
+
+
+class FakeStream:
+    current_event: Any = None
+
+
+def delivered(buffer: Buffer, stream: FakeStream, event: str) -> Any:
+    stream.current_event = event
+    return buffer.add(event)
+
+
+async def test_the_window_opens_at_a_batchs_first_event() -> None:
+    stream = FakeStream()
+    buffer = Buffer(stream, max_events=10)
+    loop = asyncio.get_running_loop()
+    assert not buffer.started.is_set()
+    before = loop.time()
+    delivered(buffer, stream, "a")
+    opened = buffer.opened_at
+    assert before <= opened <= loop.time() and buffer.started.is_set()
+    await asyncio.sleep(0.01)
+    delivered(buffer, stream, "b")
+    assert buffer.opened_at == opened  # a later event does not move it
+    assert buffer.take() == ["a", "b"]
+    assert not buffer.started.is_set()
+    delivered(buffer, stream, "c")
+    assert buffer.opened_at > opened  # the next batch's window opens at its own first
+
+
+async def test_a_full_buffer_holds_the_stream_until_the_batch_is_taken() -> None:
+    stream = FakeStream()
+    buffer = Buffer(stream, max_events=2)
+    assert delivered(buffer, stream, "a") == "a"
+    held = delivered(buffer, stream, "b")
+    assert buffer.full.is_set()
+    waiting = asyncio.ensure_future(held)
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    assert buffer.take() == ["a", "b"]
+    assert await asyncio.wait_for(waiting, 5) == "b"  # the stream goes on with its value
+    assert not buffer.full.is_set()
+
+
+def test_an_event_without_a_current_event_is_refused() -> None:
+    with pytest.raises(RuntimeError):
+        Buffer(FakeStream(), 5).add("x")
+
+
+def batching_agent(max_events: int, within: float) -> tuple[Any, list[list[int]]]:
+    app = faust.App(
+        "test-batching", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False
+    )
+    taken: list[list[int]] = []
+
+    @app.agent()
+    async def agent(stream: Any) -> None:
+        async for batch in batches(stream, max_events, within):
+            taken.append([event.value for event in batch])
+
+    return agent, taken
+
+
+async def wait_until(condition: Any, timeout: float = 10) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    values=st.lists(st.integers(), min_size=1, max_size=40),
+    max_events=st.integers(1, 8),
+    pauses=st.lists(st.booleans(), max_size=40),
+)
+def test_every_event_comes_once_in_order_in_batches_of_at_most_max(
+    values: list[int], max_events: int, pauses: list[bool]
+) -> None:
+    async def scenario() -> list[list[int]]:
+        agent, taken = batching_agent(max_events, within=0.002)
+        async with agent.test_context() as test_agent:
+            for value, pause in zip(values, pauses + [False] * len(values), strict=False):
+                await test_agent.put(value)
+                if pause:
+                    await asyncio.sleep(0.003)  # lets a window close between events
+            await wait_until(lambda: sum(map(len, taken)) >= len(values))
+        return taken
+
+    taken = asyncio.run(scenario())
+    assert [value for batch in taken for value in batch] == values
+    assert all(1 <= len(batch) <= max_events for batch in taken)
+
+
+async def test_a_full_batch_goes_without_waiting_out_the_window() -> None:
+    agent, taken = batching_agent(max_events=3, within=3600)
+    async with agent.test_context() as test_agent:
+        for value in (1, 2, 3):
+            await test_agent.put(value)
+        await wait_until(lambda: taken == [[1, 2, 3]], timeout=10)
