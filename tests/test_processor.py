@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventpatterns.core.definitions import load_definitions_file
 from eventpatterns.core.state import UserState
@@ -15,6 +17,7 @@ from eventpatterns.processor import (
     Envelope,
     Incoming,
     Topics,
+    murmur2,
     pack_stored,
     partition_for,
     stored_next_due,
@@ -281,3 +284,26 @@ def test_states_are_written_only_when_the_caller_says_outputs_are_durable() -> N
     # state and yields the same outputs under the same ids.
     again = processor(MemoryStore()).process(home(clicks()))
     assert [o.value for o in again.outgoing] == [o.value for o in result.outgoing]
+
+
+# Kafka's own test vectors (clients/.../utils/UtilsTest.java, as signed ints).
+KAFKA_MURMUR2 = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    b"abc": 479470107,
+}
+
+
+@pytest.mark.parametrize(("data", "expected"), KAFKA_MURMUR2.items())
+def test_murmur2_gives_kafkas_test_vectors(data: bytes, expected: int) -> None:
+    assert murmur2(data) == expected & 0xFFFFFFFF
+
+
+@given(st.binary(max_size=400))
+def test_murmur2_agrees_with_aiokafkas(data: bytes) -> None:
+    from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+    assert murmur2(data) == aiokafka_murmur2(data)
