@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, KafkaError, Producer, TopicPartition
 
 PRODUCER_CONFIG = {
     "linger.ms": 5,
@@ -137,6 +137,8 @@ class Arrival:
     """time.time() when the reader got the record."""
     key: bytes | None
     value: bytes
+    written: float | None = None
+    """The record's CreateTime in seconds: when its producer appended it to a batch."""
 
 
 @dataclass
@@ -195,7 +197,9 @@ class TopicTail:
                     if error.code() != KafkaError._PARTITION_EOF:
                         self.error = str(error)
                     continue
-                self.arrivals.append(Arrival(time.time(), message.key(), message.value()))
+                kind, stamp = message.timestamp()
+                written = stamp / 1000 if kind == TIMESTAMP_CREATE_TIME else None
+                self.arrivals.append(Arrival(time.time(), message.key(), message.value(), written))
         except Exception as error:  # reported to the caller by start() or stop()
             self.error = repr(error)
         finally:

@@ -457,12 +457,18 @@ def measure_latency(
     batches = procs.metric(url, "eventpatterns_batch_events_count") - batches_before
     cpu = cpu_seconds(child.ps) - cpu_before
     offers: list[float] = []
+    in_worker: list[float] = []
+    after_worker: list[float] = []
     actions: list[float] = []
     for arrival in tail.arrivals:
         value = orjson.loads(arrival.value)
         if isinstance(value, list):  # an offer: [{"Timestamp": ns, ...}], keyed by user
             if (arrival.key or b"").decode() in ours:
-                offers.append(1000 * (arrival.at - value[0]["Timestamp"] / NS))
+                sent_at = value[0]["Timestamp"] / NS
+                offers.append(1000 * (arrival.at - sent_at))
+                if arrival.written is not None:  # split at the worker's producer (ms clock)
+                    in_worker.append(1000 * (arrival.written - sent_at))
+                    after_worker.append(1000 * (arrival.at - arrival.written))
         elif isinstance(value, dict) and value.get("user_id") in ours and "time" in value:
             stamp = _iso_seconds(value["time"])
             if stamp >= first_wall - 0.001:
@@ -475,6 +481,8 @@ def measure_latency(
         "events_per_batch": round(sent / batches, 1) if batches else None,
         "worker_cpu_us_per_event": round(1e6 * cpu / max(1, sent)),
         "offer": percentiles(offers),
+        "offer_until_written": percentiles(in_worker),
+        "offer_written_to_reader": percentiles(after_worker),
         "audit": percentiles(actions),
     }
 
@@ -958,8 +966,14 @@ def table(results: Results) -> str:
             f"  events per batch: {latency['events_per_batch']}; worker CPU per event: "
             f"{latency['worker_cpu_us_per_event']} us"
         )
-        for key, label in (("offer", "event -> offer"), ("audit", "event -> audit record")):
-            lines.append(f"  {label}: {latency[key]}")
+        for key, label in (
+            ("offer", "event -> offer"),
+            ("offer_until_written", "  of it, event -> the worker's producer took the offer"),
+            ("offer_written_to_reader", "  of it, the worker's producer -> the reader"),
+            ("audit", "event -> audit record"),
+        ):
+            if key in latency:
+                lines.append(f"  {label}: {latency[key]}")
     if results.recovery:
         lines.append("")
         lines.append("recovery from the changelog (fresh worker, until it applies an event)")

@@ -7,6 +7,8 @@ Each variable turns on one change; none edits the project:
 BENCH_LINGER_MS          the producer's linger (the app sets 1 ms).
 BENCH_TASK_DELIVERY      deliver records the way faust-streaming does (four tasks each),
                          without `faustpatches.deliver_without_tasks`.
+BENCH_SWITCH_INTERVAL    seconds a thread holds the GIL before another that waits gets it
+                         (Python: 0.005); the consumer thread waits for it under load.
 BENCH_TAKE_EVENTS        batch with Faust's `Stream.take_events` (its window opens when the
                          previous batch is done), not `agents/batching.py`.
 
@@ -35,6 +37,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "linger5": {"BENCH_LINGER_MS": "5"},
     "taskdelivery": {"BENCH_TASK_DELIVERY": "1"},
     "takeevents": {"BENCH_TAKE_EVENTS": "1"},
+    "switch1ms": {"BENCH_SWITCH_INTERVAL": "0.001"},
 }
 
 
@@ -63,6 +66,8 @@ def _batch_with_take_events() -> None:
 
 
 def main() -> int:
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     if os.environ.get("BENCH_TAKE_EVENTS"):
         _batch_with_take_events()
     if os.environ.get("BENCH_TASK_DELIVERY"):
