@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from .dispatch import Dispatch, build_dispatch
 from .expressions import Expression, ExpressionError, compile_expression
 from .spec import (
     DEFAULT_SOURCE,
@@ -210,6 +211,8 @@ class Definitions:
     by_id: Mapping[str, Pattern]
     routes: Mapping[str, tuple[Route, ...]] = field(repr=False)
     raw: Mapping[str, Any] = field(repr=False)
+    dispatch: Mapping[str, Dispatch] = field(repr=False)
+    """Per event name, its routes picked by one attribute (`dispatch.py`)."""
 
     def summary(self) -> str:
         kinds: dict[str, int] = {}
@@ -813,6 +816,7 @@ class _Builder:
         if self.problems:
             return None
         ordered = tuple(_reindex(pattern, position) for position, pattern in enumerate(patterns))
+        routes = _routes(ordered)
         return Definitions(
             version=_hash(document),
             source=top.source or DEFAULT_SOURCE,
@@ -820,8 +824,9 @@ class _Builder:
             segments=segments,
             patterns=ordered,
             by_id={pattern.id: pattern for pattern in ordered},
-            routes=_routes(ordered),
+            routes=routes,
             raw=document,
+            dispatch=build_dispatch(routes),
         )
 
     def check_offers(self, top: PatternFileSpec) -> None:

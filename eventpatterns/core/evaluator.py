@@ -175,10 +175,10 @@ class Engine:
         if event.name in MACRO_EVENTS:
             attributes = self._with_offer_attributes(attributes)
             event.attributes = attributes
-        routes = self.definitions.routes.get(event.name)
-        if not routes:
+        dispatch = self.definitions.dispatch.get(event.name)
+        if dispatch is None:
             return
-        for route in routes:
+        for route in dispatch.routes_for(attributes):
             self._apply(state, route, event, attributes, records, queue)
 
     def _with_offer_attributes(self, attributes: dict[str, Any]) -> dict[str, Any]:
