@@ -56,15 +56,6 @@ class TimerIndex:
         self._due[user] = due
         heapq.heappush(self._heap, (due, user))
 
-    def update_all(self, entries: Iterable[tuple[Hashable, int | None]]) -> None:
-        """`update` for each of a batch's users, with the alarm moved at most once."""
-        earliest: int | None = None
-        for user, due in entries:
-            self.index.set(user, due)
-            if due is not None and (earliest is None or due < earliest):
-                earliest = due
-        self._wake_by(earliest)
-
     def load(self, entries: Iterable[tuple[Hashable, int]]) -> None:
         """Add many (user, due) at once: one heapify instead of a push each."""
         self._due.update(entries)
