@@ -23,7 +23,7 @@ recovery  a fresh worker restoring N users of state from the changelog (written
           by this script: real states made by the core, cloned to N users) until it
           applies an event; and the worker's resident memory per user afterwards.
 
-`--quick` (about two minutes) runs everything smaller; the full run stays under
+`--quick` (two to three minutes) runs everything smaller; the full run stays under
 ten minutes on the 2-core machine.
 """
 
@@ -1007,7 +1007,7 @@ def table(results: Results) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="about two minutes, smaller")
+    parser.add_argument("--quick", action="store_true", help="two to three minutes, smaller")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     parser.add_argument(
         "--skip",
