@@ -410,7 +410,10 @@ def measure_capacity(
         sent, _ = paced_produce(bootstrap, SOURCE_TOPIC, records, rate, seconds, step=0.1)
         producing = time.monotonic() - started
         applied_meanwhile = child.count() - before
-        deadline = time.monotonic() + timeout
+        # The backlog left drains at about the rate measured: wait for it (twice that
+        # long at most), so that the next run starts with an idle worker.
+        backlog_s = (sent - applied_meanwhile) / max(1.0, applied_meanwhile / producing)
+        deadline = time.monotonic() + max(timeout, 2 * backlog_s)
         while child.count() - before < sent and time.monotonic() < deadline:
             time.sleep(0.05)
         if child.count() - before < sent:
