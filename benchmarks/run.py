@@ -60,6 +60,7 @@ from .tuned_worker import EXPERIMENTS
 
 HERE = Path(__file__).resolve().parent
 SOURCE_TOPIC = "enriched-click-data"
+RECOVERY_SOURCE_TOPIC = "bench-recovery-source"
 PARTITIONS = 4
 NS = 1_000_000_000
 PACED_LINGER_MS = 5
@@ -186,7 +187,7 @@ def machine() -> dict[str, Any]:
 # --------------------------------------------------------------------------- topics and data
 
 
-def create_input_topic(bootstrap: str) -> None:
+def create_input_topic(bootstrap: str, name: str = SOURCE_TOPIC) -> None:
     """The input topic, with the retention settings quixstreams reads back.
 
     quixstreams derives its changelog topics' settings from the input topic's
@@ -195,7 +196,7 @@ def create_input_topic(bootstrap: str) -> None:
     """
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     topic = NewTopic(
-        SOURCE_TOPIC,
+        name,
         PARTITIONS,
         1,
         config={"retention.ms": str(7 * 86_400_000), "retention.bytes": "-1"},
@@ -825,9 +826,17 @@ def run_recovery(
     patterns = HERE / "patterns.yaml"
     log(f"recovery: states of {mode.sample_users:,} users made by the core, to clone")
     sample = state_sample(patterns, mode.sample_users)
+    # The recovering workers read a source topic of their own, with nothing on it: on
+    # the e2e records they would go on applying events while their memory is measured
+    # (and while they are stopped).
+    create_input_topic(broker.bootstrap, RECOVERY_SOURCE_TOPIC)
+    quiet = workdir / "recovery.yaml"
+    quiet.write_text(
+        patterns.read_text().replace(f"topic: {SOURCE_TOPIC}", f"topic: {RECOVERY_SOURCE_TOPIC}")
+    )
     for users in (0, *mode.recovery_users):
         log(f"recovery of {users:,} users")
-        entry = measure_recovery(broker, patterns, workdir, sample, users, variant)
+        entry = measure_recovery(broker, quiet, workdir, sample, users, variant)
         results.recovery.append(entry)
         log(f"  {entry}")
 
