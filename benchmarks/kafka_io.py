@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, KafkaError, Producer, TopicPartition
 
 PRODUCER_CONFIG = {
+    # Kafka's (and aiokafka's) partitioner for keyed records: librdkafka's own default
+    # (CRC32) puts most users' records on another partition than the worker keeps
+    # their state in, and the worker re-keys those through its events topic, a second
+    # hop (docs/operations.md).
+    "partitioner": "murmur2_random",
     "linger.ms": 5,
     "batch.num.messages": 10_000,
     "queue.buffering.max.messages": 1_000_000,
@@ -38,10 +43,10 @@ def produce_all(
 ) -> float:
     """Produce every value (keyed; in the given partitions when told) and wait for all acks.
 
-    Returns the seconds it took. Without `partitions`, librdkafka's default
-    partitioner for keyed records is murmur2 as Kafka's and aiokafka's.
+    Returns the seconds it took. Without `partitions`, keyed records go where Kafka's
+    partitioner puts them (`PRODUCER_CONFIG`).
     """
-    client = producer(bootstrap, partitioner="murmur2_random")
+    client = producer(bootstrap)
     started = time.perf_counter()
     produce = client.produce
     for index, value in enumerate(values):

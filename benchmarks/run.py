@@ -13,8 +13,8 @@ e2e       one worker (a subprocess, Redis disabled), from records pre-produced o
           against the core's own count;
 latency   event -> offer latency (p50/p99) at 70 % load: after a light load (100/s),
           the worker's capacity on the latency records (users with ~8 events each,
-          so that offers happen) is measured by pacing them in faster than it
-          applies them, with the reader running; then records are produced at 70 %
+          so that offers happen) is measured with a backlog of them kept ahead of
+          it, with the reader running; then records are produced at 70 %
           (and 35 %) of it, each stamped with its produce time, and the offer's
           arrival at a reader on the output topic;
 baselines the same records through a bare Faust agent (benchmarks/baseline_faust.py)
@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -92,7 +92,7 @@ class Mode:
     are slower, so a short window underrates a system: keep it long enough to finish."""
     latency_seconds: float
     latency_loads: tuple[float, ...]
-    """Fractions of the capacity to measure latency at (0: the light load)."""
+    """Fractions of the capacity to measure latency at, after the light load."""
     recovery_users: tuple[int, ...]
     sample_users: int
     """Users whose real state the recovery data is cloned from."""
@@ -100,7 +100,7 @@ class Mode:
 
 MODES = {
     "quick": Mode(
-        "quick", 30_000, 3_000, False, 12_000, 6_000, 25, 25, 8, (0.0, 0.7), (100_000,), 2_000
+        "quick", 30_000, 3_000, False, 12_000, 6_000, 25, 25, 5, (0.7,), (100_000,), 2_000
     ),
     "full": Mode(
         "full",
@@ -112,7 +112,7 @@ MODES = {
         90,
         90,
         10,
-        (0.0, 0.7, 0.35),
+        (0.7, 0.35),
         (100_000, 1_000_000),
         3_000,
     ),
@@ -321,25 +321,61 @@ def paced_produce(
     """
     client = kafka_io.producer(bootstrap, **{"linger.ms": PACED_LINGER_MS})
     total = min(len(records), int(rate * seconds))
-    dumps = orjson.dumps
     started = time.monotonic()
     first_wall = time.time()
     sent = 0
     while sent < total:
         due = min(total, int((time.monotonic() - started) * rate) + 1)
-        while sent < due:
-            record = records[sent]
-            record["timestamp"] = time.time_ns()
-            try:
-                client.produce(topic, dumps(record), record["userId"].encode())
-            except BufferError:
-                client.poll(0.005)
-                continue
-            sent += 1
-        client.poll(0)
+        sent = _produce_stamped(client, topic, records, sent, due)
         time.sleep(step)
     client.flush(60)
     return sent, first_wall
+
+
+def saturating_produce(
+    bootstrap: str,
+    topic: str,
+    records: list[dict[str, Any]],
+    seconds: float,
+    applied: Callable[[], int],
+    backlog: int,
+    step: float = 0.05,
+) -> int:
+    """Produce for `seconds` so that about `backlog` records always wait for the worker.
+
+    A closed loop, not a rate: every `step` seconds, what keeps `backlog` records
+    ahead of what the worker `applied` so far. The worker never waits for input,
+    and what it has not applied when the time is up is at most `backlog`, which it
+    drains in well under a second (an open-loop rate above its capacity leaves a
+    backlog that grows with the difference). Returns the records sent.
+    """
+    client = kafka_io.producer(bootstrap, **{"linger.ms": PACED_LINGER_MS})
+    started = time.monotonic()
+    sent = 0
+    while time.monotonic() - started < seconds and sent < len(records):
+        wanted = min(len(records), applied() + backlog)
+        sent = _produce_stamped(client, topic, records, sent, wanted)
+        time.sleep(step)
+    client.flush(60)
+    return sent
+
+
+def _produce_stamped(
+    client: Any, topic: str, records: list[dict[str, Any]], sent: int, due: int
+) -> int:
+    """Produce records[sent:due], each stamped with its produce time; returns `due`."""
+    dumps = orjson.dumps
+    while sent < due:
+        record = records[sent]
+        record["timestamp"] = time.time_ns()
+        try:
+            client.produce(topic, dumps(record), record["userId"].encode())
+        except BufferError:
+            client.poll(0.005)
+            continue
+        sent += 1
+    client.poll(0)
+    return sent
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -387,34 +423,39 @@ def measure_capacity(
     bootstrap: str,
     child: Child,
     prefix: str,
-    rate: float,
     seconds: float,
     users: int,
     first_user: int,
-    timeout: float,
+    most_per_s: float,
 ) -> dict[str, Any]:
-    """Events/s the worker applies of latency records paced faster than it can apply them.
+    """Events/s the worker applies of latency records while it never waits for one.
 
     The records the latency runs pace hold several events per user, which cost the
     worker more than the e2e run's (more state per user, more actions), and while
     they are paced the benchmark's producer and reader and the broker share the two
     CPUs with it: a load is a fraction of what the worker sustains under those same
-    conditions, measured here with `rate` above it.
+    conditions, measured here with a backlog kept ahead of it (`saturating_produce`).
+    `most_per_s` bounds the records made (the e2e rate: more than it can apply).
     """
-    records = latency_records(int(rate * seconds) + 1, users, first_user)
+    records = latency_records(int(most_per_s * seconds) + 1, users, first_user)
+    # A few agent batches (1,000 events at most) and what it applies between two steps.
+    backlog = max(2_000, int(most_per_s / 4))
     tail = outputs_tail(bootstrap, child, prefix).start()
     try:
         before = child.count()
         cpu_before = cpu_seconds(child.ps)
         started = time.monotonic()
-        # In bursts every 0.1 s: a batch per partition each, not thousands in all.
-        sent, _ = paced_produce(bootstrap, SOURCE_TOPIC, records, rate, seconds, step=0.1)
+        sent = saturating_produce(
+            bootstrap,
+            SOURCE_TOPIC,
+            records,
+            seconds,
+            lambda: child.count() - before,
+            backlog,
+        )
         producing = time.monotonic() - started
         applied_meanwhile = child.count() - before
-        # The backlog left drains at about the rate measured: wait for it (twice that
-        # long at most), so that the next run starts with an idle worker.
-        backlog_s = (sent - applied_meanwhile) / max(1.0, applied_meanwhile / producing)
-        deadline = time.monotonic() + max(timeout, 2 * backlog_s)
+        deadline = time.monotonic() + 30
         while child.count() - before < sent and time.monotonic() < deadline:
             time.sleep(0.05)
         if child.count() - before < sent:
@@ -423,7 +464,7 @@ def measure_capacity(
         tail.stop()
     return {
         "events": sent,
-        "offered_per_s": round(sent / producing, 1),
+        "backlog": backlog,
         "events_per_s": round(applied_meanwhile / producing, 1),
         "worker_cpu_us_per_event": round(1e6 * (cpu_seconds(child.ps) - cpu_before) / sent),
     }
@@ -666,7 +707,9 @@ def run_e2e(
     workdir: Path,
     skip: set[str],
     variant: Variant,
+    rates: tuple[float, ...] = (),
 ) -> None:
+    """`rates`: events/s to measure latency at instead of fractions of the capacity."""
     bootstrap = broker.bootstrap
     broker_ps = psutil.Process(broker.pid)
     records = datagen.generate(mode.e2e_events, mode.e2e_users, start_ns=time.time_ns())
@@ -781,40 +824,51 @@ def run_e2e(
                     100 * (cpu_seconds(child.ps) - before_idle) / 3.0, 1
                 )
                 log(f"idle worker CPU: {results.idle_worker_cpu_percent} %")
-                capacity: float | None = None
-                for number, fraction in enumerate(mode.latency_loads):
-                    if fraction and capacity is None:  # after the light load: fresh topics
-                        capacity = measure_capacity_of(results, bootstrap, child, mode)
-                    load = f"{fraction:.0%}" if fraction else "light"
-                    rate = fraction * capacity if fraction and capacity else LIGHT_LOAD
-                    log(f"latency at {load} load: {rate:,.0f} events/s for {mode.latency_seconds}s")
-                    results.latency[load] = measure_latency(
-                        bootstrap,
-                        child,
-                        "bench-mix",
-                        rate,
-                        mode.latency_seconds,
-                        mode.e2e_users,
-                        first_user=(5 + number) * 10_000_000,
-                    )
-                    log(f"  {results.latency[load]}")
+                run_latency(results, bootstrap, child, mode, rates)
         finally:
             child.stop()
 
 
+def run_latency(
+    results: Results, bootstrap: str, child: Child, mode: Mode, rates: tuple[float, ...]
+) -> None:
+    """The light load, then the mode's fractions of the capacity, or the `rates` given."""
+    loads: list[tuple[str, float]] = [("light", LIGHT_LOAD)]
+    if rates:
+        loads += [(f"{rate:,.0f}/s", rate) for rate in rates]
+    else:
+        loads += [(f"{fraction:.0%}", fraction) for fraction in mode.latency_loads]
+    capacity: float | None = None
+    for number, (load, value) in enumerate(loads):
+        rate = value
+        if load.endswith("%"):
+            if capacity is None:  # after the light load: fresh topics
+                capacity = measure_capacity_of(results, bootstrap, child, mode)
+            rate = value * capacity
+        log(f"latency at {load} load: {rate:,.0f} events/s for {mode.latency_seconds}s")
+        results.latency[load] = measure_latency(
+            bootstrap,
+            child,
+            "bench-mix",
+            rate,
+            mode.latency_seconds,
+            mode.e2e_users,
+            first_user=(5 + number) * 10_000_000,
+        )
+        log(f"  {results.latency[load]}")
+
+
 def measure_capacity_of(results: Results, bootstrap: str, child: Child, mode: Mode) -> float:
-    """The ten-pattern worker's capacity on the latency records (paced at 1.5x its e2e rate)."""
-    offered = 1.5 * results.throughput["bench-mix"].events_per_s
-    log(f"capacity on the latency records: paced at {offered:,.0f} events/s")
+    """The ten-pattern worker's capacity on the latency records."""
+    log("capacity on the latency records: a backlog kept ahead of the worker")
     results.latency_capacity = measure_capacity(
         bootstrap,
         child,
         "bench-mix",
-        offered,
         mode.latency_seconds,
         mode.e2e_users,
         4 * 10_000_000,
-        mode.e2e_timeout,
+        most_per_s=results.throughput["bench-mix"].events_per_s,
     )
     log(f"  {results.latency_capacity}")
     return float(results.latency_capacity["events_per_s"])
@@ -964,8 +1018,8 @@ def table(results: Results) -> str:
         lines.append("")
         lines.append(
             f"capacity on the latency records (~8 events per user): "
-            f"{capacity['events_per_s']:,.0f} events/s applied while "
-            f"{capacity['offered_per_s']:,.0f}/s were paced in, at "
+            f"{capacity['events_per_s']:,.0f} events/s applied with "
+            f"{capacity['backlog']:,} records kept waiting for it, at "
             f"{capacity['worker_cpu_us_per_event']} us CPU/event; the loads below are of it"
         )
     for load, latency in results.latency.items():
@@ -1034,6 +1088,15 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(EXPERIMENTS),
         help="start workers through benchmarks/tuned_worker.py with this change (repeatable)",
     )
+    parser.add_argument(
+        "--load",
+        type=float,
+        action="append",
+        default=[],
+        metavar="EVENTS_PER_S",
+        help="measure latency at this rate instead of at fractions of the measured capacity "
+        "(repeatable): to compare experiments at the same load",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     mode = MODES["quick" if args.quick else "full"]
@@ -1056,7 +1119,7 @@ def main(argv: list[str] | None = None) -> int:
             results.core = core.as_json()
         with EmbeddedBroker(log_path=os.devnull) as broker:
             create_input_topic(broker.bootstrap)
-            run_e2e(results, broker, mode, workdir, skip, variant)
+            run_e2e(results, broker, mode, workdir, skip, variant, tuple(args.load))
             if "recovery" not in skip:
                 run_recovery(results, broker, mode, workdir, variant)
     finally:

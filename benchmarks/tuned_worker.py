@@ -17,8 +17,9 @@ collector's thresholds with `gc.freeze()` after recovery, delivery without tasks
 batches whose window opens at their first event); the `asyncio`, `gcdefault`,
 `taskdelivery` and `takeevents` experiments run the worker without one of them, to
 measure what it gives. Others only set the worker's own settings: `fetch5` (a 5 ms fetch wait, for
-a broker that holds an empty fetch as long as it may, as Tansu does) and
-`batchwait2` (a batch waits 2 ms to fill, not 10).
+a broker that holds an empty fetch as long as it may, as Tansu does),
+`batchwait2` (a batch waits 2 ms to fill, not 5) and `batchwait10` (10 ms, the
+default until 2026-12-01).
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
 """
@@ -32,6 +33,7 @@ from typing import Any
 EXPERIMENTS: dict[str, dict[str, str]] = {
     "fetch5": {"EVENTPATTERNS_FETCH_WAIT_MS": "5"},
     "batchwait2": {"EVENTPATTERNS_BATCH_WAIT": "0.002"},
+    "batchwait10": {"EVENTPATTERNS_BATCH_WAIT": "0.01"},
     "asyncio": {"EVENTPATTERNS_EVENT_LOOP": "asyncio"},
     "gcdefault": {"EVENTPATTERNS_GC_YOUNG_THRESHOLD": "0"},
     "linger5": {"BENCH_LINGER_MS": "5"},

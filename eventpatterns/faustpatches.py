@@ -16,6 +16,7 @@ def apply_all(fetch_wait_ms: int) -> None:
     keep_stale_messages_unacked()
     seek_before_fetching_streams()
     deliver_without_tasks()
+    start_tables_without_delay()
 
 
 def tune_fetch_wait(milliseconds: int) -> None:
@@ -133,6 +134,27 @@ def deliver_without_tasks() -> None:
 
     wait_first_delivering_at_once.__wrapped__ = wait_first  # type: ignore[attr-defined]
     Consumer.wait_first = wait_first_delivering_at_once  # type: ignore[method-assign]
+
+
+def start_tables_without_delay() -> None:
+    """Start the table manager without faust-streaming's one-second sleep.
+
+    `TableManager.on_start` sleeps a second before it subscribes the changelogs,
+    for tables declared while the app starts. A worker declares its one table
+    before (`Runtime.__init__`), so every start, and every takeover by a new
+    worker, waited that second for nothing.
+    """
+    from faust.tables.manager import TableManager
+
+    on_start = getattr(TableManager.on_start, "__wrapped__", TableManager.on_start)
+
+    async def on_start_at_once(self: Any) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+    on_start_at_once.__wrapped__ = on_start  # type: ignore[attr-defined]
+    TableManager.on_start = on_start_at_once  # type: ignore[method-assign]
 
 
 def _close_unstarted(coros: tuple[Any, ...]) -> None:

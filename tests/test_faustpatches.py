@@ -1,4 +1,5 @@
-"""faustpatches.deliver_without_tasks: the consumer's per-record `wait_first` fast path."""
+"""faustpatches: the consumer's per-record `wait_first` fast path (`deliver_without_tasks`),
+and the table manager's start (`start_tables_without_delay`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import inspect
 from typing import Any
 
 import pytest
+from faust.tables.manager import TableManager
 from faust.transport.consumer import Consumer
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -162,3 +164,38 @@ def test_a_delivery_resumed_after_its_first_wait_does_what_it_does_run_as_a_task
         return results.results[0]
 
     assert asyncio.run(outcome(through_the_patch)) == asyncio.run(outcome(as_a_task))
+
+
+class StartingTables:
+    """Stands in for the table manager: what `TableManager.on_start` calls on itself."""
+
+    def __init__(self, should_stop: bool = False) -> None:
+        self.should_stop = should_stop
+        self.calls: list[str] = []
+        self.recovery = self
+
+    async def sleep(self, seconds: float) -> None:
+        self.calls.append(f"sleep {seconds}")
+
+    async def _update_channels(self) -> None:
+        self.calls.append("subscribe changelogs")
+
+    async def start(self) -> None:
+        self.calls.append("start recovery")
+
+
+async def test_the_table_manager_starts_recovery_without_faust_s_sleep() -> None:
+    faustpatches.start_tables_without_delay()
+    faustpatches.start_tables_without_delay()  # applying it twice changes nothing
+    original, patched = StartingTables(), StartingTables()
+    await TableManager.on_start.__wrapped__(original)
+    await TableManager.on_start(patched)
+    assert original.calls == ["sleep 1.0", "subscribe changelogs", "start recovery"]
+    assert patched.calls == ["subscribe changelogs", "start recovery"]
+
+
+async def test_a_stopping_table_manager_starts_nothing() -> None:
+    faustpatches.start_tables_without_delay()
+    manager = StartingTables(should_stop=True)
+    await TableManager.on_start(manager)
+    assert manager.calls == []
