@@ -205,9 +205,11 @@ def create_input_topic(bootstrap: str, name: str = SOURCE_TOPIC) -> None:
         future.result()
 
 
-def renamed_patterns(source: Path, prefix: str, workdir: Path) -> Path:
-    """A copy of a pattern file whose publish topics are the run's own."""
-    text = source.read_text()
+def renamed_patterns(
+    source: Path, prefix: str, workdir: Path, source_topic: str = SOURCE_TOPIC
+) -> Path:
+    """A copy of a pattern file whose publish topics are the run's own, read from `source_topic`."""
+    text = source.read_text().replace(f"topic: {SOURCE_TOPIC}", f"topic: {source_topic}")
     for topic in ("special-offers", "bench-offers"):
         text = text.replace(f"topic: {topic}", f"topic: {prefix}-{topic}")
     path = workdir / f"{prefix}.yaml"
@@ -412,6 +414,11 @@ def latency_records(events: int, users: int, first_user: int) -> list[dict[str, 
     )
 
 
+def latency_source(prefix: str) -> str:
+    """The source topic of a latency run's worker (`latency_worker`)."""
+    return f"{prefix}-input"
+
+
 def outputs_tail(bootstrap: str, child: Child, prefix: str) -> kafka_io.TopicTail:
     """A reader of the worker's offers and audit records, as a user of them would run."""
     return kafka_io.TopicTail(
@@ -447,7 +454,7 @@ def measure_capacity(
         started = time.monotonic()
         sent = saturating_produce(
             bootstrap,
-            SOURCE_TOPIC,
+            latency_source(prefix),
             records,
             seconds,
             lambda: child.count() - before,
@@ -488,7 +495,7 @@ def measure_latency(
     batches_before = procs.metric(url, "eventpatterns_batch_events_count")
     tail = outputs_tail(bootstrap, child, prefix).start()
     try:
-        sent, first_wall = paced_produce(bootstrap, SOURCE_TOPIC, records, rate, seconds)
+        sent, first_wall = paced_produce(bootstrap, latency_source(prefix), records, rate, seconds)
         produced_at = time.monotonic()
         drained = None
         while time.monotonic() - produced_at < 30:
@@ -816,59 +823,106 @@ def run_e2e(
         mix = HERE / "patterns.yaml"
         child = ours("eventpatterns, 10 mixed patterns", mix, "bench-mix", mode.e2e_timeout)
         try:
-            if "latency" not in skip:
-                time.sleep(1.0)
-                before_idle = cpu_seconds(child.ps)
-                time.sleep(3.0)
-                results.idle_worker_cpu_percent = round(
-                    100 * (cpu_seconds(child.ps) - before_idle) / 3.0, 1
-                )
-                log(f"idle worker CPU: {results.idle_worker_cpu_percent} %")
-                run_latency(results, bootstrap, child, mode, rates)
+            results.idle_worker_cpu_percent = idle_cpu_percent(child)
+            log(f"idle worker CPU: {results.idle_worker_cpu_percent} %")
         finally:
             child.stop()
 
+    if "latency" not in skip:
+        run_latency(results, broker, mode, workdir, variant, rates)
+
+
+def idle_cpu_percent(child: Child, seconds: float = 3.0) -> float:
+    """The worker's CPU while nothing arrives (after a second to settle)."""
+    time.sleep(1.0)
+    before = cpu_seconds(child.ps)
+    time.sleep(seconds)
+    return round(100 * (cpu_seconds(child.ps) - before) / seconds, 1)
+
 
 def run_latency(
-    results: Results, bootstrap: str, child: Child, mode: Mode, rates: tuple[float, ...]
+    results: Results,
+    broker: EmbeddedBroker,
+    mode: Mode,
+    workdir: Path,
+    variant: Variant,
+    rates: tuple[float, ...],
 ) -> None:
-    """The light load, then the mode's fractions of the capacity, or the `rates` given."""
+    """The light load, then the mode's fractions of the capacity, or the `rates` given.
+
+    Each on a ten-pattern worker whose topics are all new, its source topic
+    included: the light load, the capacity and the first load on one, every further
+    load on one of its own. Tansu's CPU per fetch grows with the record batches in
+    a partition, and every paced run writes thousands (README, "Findings about the
+    environment"): on the topics of the runs before, the last run measured the
+    broker falling behind, not the worker.
+    """
     loads: list[tuple[str, float]] = [("light", LIGHT_LOAD)]
     if rates:
         loads += [(f"{rate:,.0f}/s", rate) for rate in rates]
     else:
         loads += [(f"{fraction:.0%}", fraction) for fraction in mode.latency_loads]
+    most_per_s = (
+        results.throughput["bench-mix"].events_per_s
+        if "bench-mix" in results.throughput
+        else 20_000.0
+    )
     capacity: float | None = None
-    for number, (load, value) in enumerate(loads):
-        rate = value
-        if load.endswith("%"):
-            if capacity is None:  # after the light load: fresh topics
-                capacity = measure_capacity_of(results, bootstrap, child, mode)
-            rate = value * capacity
-        log(f"latency at {load} load: {rate:,.0f} events/s for {mode.latency_seconds}s")
-        results.latency[load] = measure_latency(
-            bootstrap,
-            child,
-            "bench-mix",
-            rate,
-            mode.latency_seconds,
-            mode.e2e_users,
-            first_user=(5 + number) * 10_000_000,
-        )
-        log(f"  {results.latency[load]}")
+    child: Child | None = None
+    try:
+        for number, (load, value) in enumerate(loads):
+            if child is None or number > 1:
+                if child is not None:
+                    child.stop()
+                child = latency_worker(broker, workdir, variant, f"bench-lat{number}")
+            prefix = child.env["EVENTPATTERNS_APP_ID"]
+            rate = value
+            if load.endswith("%"):
+                if capacity is None:
+                    capacity = measure_capacity_of(
+                        results, broker.bootstrap, child, mode, most_per_s
+                    )
+                rate = value * capacity
+            log(f"latency at {load} load: {rate:,.0f} events/s for {mode.latency_seconds}s")
+            results.latency[load] = measure_latency(
+                broker.bootstrap,
+                child,
+                prefix,
+                rate,
+                mode.latency_seconds,
+                mode.e2e_users,
+                first_user=(5 + number) * 10_000_000,
+            )
+            log(f"  {results.latency[load]}")
+    finally:
+        if child is not None:
+            child.stop()
 
 
-def measure_capacity_of(results: Results, bootstrap: str, child: Child, mode: Mode) -> float:
+def latency_worker(broker: EmbeddedBroker, workdir: Path, variant: Variant, prefix: str) -> Child:
+    """A started ten-pattern worker on topics of its own (`prefix`-input its source)."""
+    source = latency_source(prefix)
+    create_input_topic(broker.bootstrap, source)
+    patterns = renamed_patterns(HERE / "patterns.yaml", prefix, workdir, source)
+    log(f"a ten-pattern worker on topics of its own, {prefix}-*")
+    child = variant.worker(f"latency {prefix}", broker, patterns, workdir, prefix).start()
+    wait_ready(child, broker.bootstrap, timeout=120)
+    return child
+
+
+def measure_capacity_of(
+    results: Results, bootstrap: str, child: Child, mode: Mode, most_per_s: float
+) -> float:
     """The ten-pattern worker's capacity on the latency records."""
     log("capacity on the latency records: a backlog kept ahead of the worker")
     results.latency_capacity = measure_capacity(
         bootstrap,
         child,
-        "bench-mix",
+        child.env["EVENTPATTERNS_APP_ID"],
         mode.latency_seconds,
         mode.e2e_users,
         4 * 10_000_000,
-        most_per_s=results.throughput["bench-mix"].events_per_s,
+        most_per_s=most_per_s,
     )
     log(f"  {results.latency_capacity}")
     return float(results.latency_capacity["events_per_s"])
@@ -884,10 +938,7 @@ def run_recovery(
     # the e2e records they would go on applying events while their memory is measured
     # (and while they are stopped).
     create_input_topic(broker.bootstrap, RECOVERY_SOURCE_TOPIC)
-    quiet = workdir / "recovery.yaml"
-    quiet.write_text(
-        patterns.read_text().replace(f"topic: {SOURCE_TOPIC}", f"topic: {RECOVERY_SOURCE_TOPIC}")
-    )
+    quiet = renamed_patterns(patterns, "bench-recover", workdir, RECOVERY_SOURCE_TOPIC)
     for users in (0, *mode.recovery_users):
         log(f"recovery of {users:,} users")
         entry = measure_recovery(broker, quiet, workdir, sample, users, variant)

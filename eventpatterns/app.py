@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -118,8 +119,6 @@ class Runtime:
             max_event_bytes=settings.max_event_bytes,
         )
         self.timer_service = TimerService(self.send_tick)
-        self.outputs = RecordBatches()
-        """A batch's outputs, produced as whole record batches by `commit_batch`."""
         self._topics: dict[str, faust.TopicT] = {}
         self.listeners: list[Any] = []
         """Callables given each audit record (the dashboard's live feed)."""
@@ -160,8 +159,8 @@ class Runtime:
 
     # ------------------------------------------------------------------ batches
 
-    def process_batch(self, events: list[Any]) -> BatchResult:
-        """Apply a batch the agent took and queue its outputs; see `commit_batch`."""
+    def process_batch(self, events: list[Any]) -> AppliedBatch:
+        """Apply a batch the agent took; what to write is `commit_batch`'s."""
         started = time.perf_counter()
         by_partition = {}
         incoming = []
@@ -179,29 +178,35 @@ class Runtime:
                     received,
                 )
             )
-        self.store.events_by_partition = by_partition
         result = self.processor.process(incoming)
+        outputs = RecordBatches()
         for out in result.outgoing:
-            self.outputs.add(out.topic, out.key, out.value, list(out.headers))
+            outputs.add(out.topic, out.key, out.value, list(out.headers))
         self.metrics.observe_batch(result, time.perf_counter() - started, len(events))
         self.metrics.observe_lag([e.message.timestamp for e in events], time.time())
-        return result
+        return AppliedBatch(result, outputs, by_partition)
 
-    async def commit_batch(self, result: BatchResult) -> None:
+    async def commit_batch(self, applied: AppliedBatch) -> None:
         """Outputs durable first, then the states that account for them, then the timers.
 
         A crash in between re-applies the batch from the old states: the same
-        outputs again, under the same ids, and nothing lost.
+        outputs again, under the same ids, and nothing lost. A failed write drops
+        the states of the batches in flight, so that none is built upon.
         """
-        producer = self.app.producer._ensure_producer()
-        await self.outputs.send(producer)
-        self.processor.write_states(result)
-        self.timer_service.update_all(
-            (user_id.encode(), due) for user_id, due in result.timers.items()
-        )
-        if self.embedded_broker and not self.store.restores_in_bulk:
-            self.store.end_changelog_batches(CHANGELOG_MARKER)
-        await self.store.send_changelog(producer)
+        try:
+            producer = self.app.producer._ensure_producer()
+            await applied.outputs.send(producer)
+            self.store.events_by_partition = applied.events_by_partition
+            self.processor.write_states(applied.result)
+            self.timer_service.update_all(
+                (user_id.encode(), due) for user_id, due in applied.result.timers.items()
+            )
+            if self.embedded_broker and not self.store.restores_in_bulk:
+                self.store.end_changelog_batches(CHANGELOG_MARKER)
+            await self.store.send_changelog(producer)
+        except BaseException:
+            self.processor.discard_pending()
+            raise
 
     def send_tick(self, key: bytes, due: int) -> None:
         value = orjson.dumps({"kind": "tick", "user_id": key.decode(), "due": due})
@@ -278,6 +283,17 @@ class Runtime:
             # What lives now (the app, the recovered store) lives on: no collection
             # need walk it again.
             log.info("froze %d objects alive after recovery", freeze_survivors())
+
+
+@dataclass
+class AppliedBatch:
+    """A batch applied by the core, its writes not yet made (`Runtime.commit_batch`)."""
+
+    result: BatchResult
+    outputs: RecordBatches
+    """Its outputs, produced as whole record batches."""
+    events_by_partition: dict[int, Any]
+    """An event of each partition in it: a RocksDB table write names its partition so."""
 
 
 def _incoming(

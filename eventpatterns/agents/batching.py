@@ -8,8 +8,8 @@ then its own batch; and every `within` it makes four tasks to wait (mode's
 arrives, so under load what queued while a batch was applied goes at once;
 events go on being buffered meanwhile (up to `max_events`, then the stream
 waits, as Faust's does); and an idle agent waits for an event without waking.
-Each event is acknowledged once the agent is done with its batch, as Faust's
-does.
+The agent acknowledges a batch's events (`acknowledge`) once its writes are
+durable, which may be after it has taken the next batch.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ async def take_batches(
     buffer = Buffer(stream, max_events)
     loop = asyncio.get_running_loop()
     acks_were_enabled = stream.enable_acks
-    stream.enable_acks = False  # acknowledged below, once the agent is done with them
+    stream.enable_acks = False  # the agent acknowledges them, once they are durable
     stream.add_processor(buffer.add)
     stream._enable_passive(aiter(stream.channel))
     try:
@@ -81,13 +81,8 @@ async def take_batches(
             if remaining > 0 and not buffer.full.is_set():
                 await stream.wait_for_stopped(buffer.full, timeout=remaining)
             batch = buffer.take()
-            if not batch:
-                continue
-            try:
+            if batch:
                 yield batch
-            finally:
-                for event in batch:
-                    await stream.ack(event)
     finally:
         stream.enable_acks = acks_were_enabled
         stream._processors.remove(buffer.add)
@@ -98,3 +93,9 @@ def batches(stream: Any, max_events: int, within: float) -> AsyncGenerator[list[
     generator = take_batches(stream, max_events, within)
     stream._active_agens.add(generator)
     return generator
+
+
+async def acknowledge(stream: Any, events: list[Any]) -> None:
+    """Let the consumer commit past these events (taken by `take_batches`)."""
+    for event in events:
+        await stream.ack(event)
