@@ -11,20 +11,21 @@ e2e       one worker (a subprocess, Redis disabled), from records pre-produced o
           seed's two patterns (examples/clickstream.yaml) and with the ten of
           benchmarks/patterns.yaml; the worker's CPU per event; outputs checked
           against the core's own count;
-latency   event -> offer latency (p50/p99) at 70 % load: after a light load (100/s),
-          the worker's capacity on the latency records (users with ~8 events each,
-          so that offers happen) is measured with a backlog of them kept ahead of
-          it, with the reader running; then records are produced at 70 %
-          (and 35 %) of it, each stamped with its produce time, and the offer's
-          arrival at a reader on the output topic;
+latency   event -> offer latency (p50/p99) at 70 % load, on a ten-pattern worker
+          whose topics are its own: after a light load (100/s), the worker's
+          capacity on the latency records (users with ~8 events each, so that
+          offers happen) is measured with a backlog of them kept ahead of it, with
+          the reader running; then records are produced at 70 % (and, on a fresh
+          worker, 35 %) of it, each stamped with its produce time, and the offer's
+          arrival at a reader on the output topic (`--load` for rates of your own);
 baselines the same records through a bare Faust agent (benchmarks/baseline_faust.py)
           and the seed's state machine on quixstreams (benchmarks/baseline_quix.py);
 recovery  a fresh worker restoring N users of state from the changelog (written
           by this script: real states made by the core, cloned to N users) until it
           applies an event; and the worker's resident memory per user afterwards.
 
-`--quick` (two to three minutes) runs everything smaller; the full run stays under
-ten minutes on the 2-core machine.
+`--quick` (about a minute) runs everything smaller; the full run stays under ten
+minutes on the 2-core machine.
 """
 
 from __future__ import annotations
@@ -1124,7 +1125,7 @@ def table(results: Results) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="two to three minutes, smaller")
+    parser.add_argument("--quick", action="store_true", help="about a minute, smaller")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     parser.add_argument(
         "--skip",

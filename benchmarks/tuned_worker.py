@@ -11,8 +11,6 @@ BENCH_SWITCH_INTERVAL    seconds a thread holds the GIL before another that wait
                          (Python: 0.005); the consumer thread waits for it under load.
 BENCH_TAKE_EVENTS        batch with Faust's `Stream.take_events` (its window opens when the
                          previous batch is done), not `agents/batching.py`.
-BENCH_ONE_AT_A_TIME      apply a batch only once the one before is written, not while it is
-                         (`agents.apply_batches`).
 
 Five proposals measured this way have landed (batch sends, uvloop, the garbage
 collector's thresholds with `gc.freeze()` after recovery, delivery without tasks,
@@ -42,7 +40,6 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "taskdelivery": {"BENCH_TASK_DELIVERY": "1"},
     "takeevents": {"BENCH_TAKE_EVENTS": "1"},
     "switch1ms": {"BENCH_SWITCH_INTERVAL": "0.001"},
-    "oneatatime": {"BENCH_ONE_AT_A_TIME": "1"},
 }
 
 
@@ -70,24 +67,11 @@ def _batch_with_take_events() -> None:
     agents.batches = lambda stream, size, within: stream.take_events(size, within=within)  # type: ignore[assignment]
 
 
-def _apply_one_batch_at_a_time() -> None:
-    import eventpatterns.agents as agents
-
-    async def apply_batches(runtime: Any, stream: Any, max_events: int, within: float) -> None:
-        async for batch in agents.batches(stream, max_events, within):
-            applied = runtime.process_batch(batch)
-            await agents.commit_then_acknowledge(runtime, stream, batch, applied)
-
-    agents.apply_batches = apply_batches  # type: ignore[assignment]
-
-
 def main() -> int:
     if os.environ.get("BENCH_SWITCH_INTERVAL"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     if os.environ.get("BENCH_TAKE_EVENTS"):
         _batch_with_take_events()
-    if os.environ.get("BENCH_ONE_AT_A_TIME"):
-        _apply_one_batch_at_a_time()
     if os.environ.get("BENCH_TASK_DELIVERY"):
         _keep_task_delivery()
     if os.environ.get("BENCH_LINGER_MS"):

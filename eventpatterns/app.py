@@ -190,23 +190,18 @@ class Runtime:
         """Outputs durable first, then the states that account for them, then the timers.
 
         A crash in between re-applies the batch from the old states: the same
-        outputs again, under the same ids, and nothing lost. A failed write drops
-        the states of the batches in flight, so that none is built upon.
+        outputs again, under the same ids, and nothing lost.
         """
-        try:
-            producer = self.app.producer._ensure_producer()
-            await applied.outputs.send(producer)
-            self.store.events_by_partition = applied.events_by_partition
-            self.processor.write_states(applied.result)
-            self.timer_service.update_all(
-                (user_id.encode(), due) for user_id, due in applied.result.timers.items()
-            )
-            if self.embedded_broker and not self.store.restores_in_bulk:
-                self.store.end_changelog_batches(CHANGELOG_MARKER)
-            await self.store.send_changelog(producer)
-        except BaseException:
-            self.processor.discard_pending()
-            raise
+        producer = self.app.producer._ensure_producer()
+        await applied.outputs.send(producer)
+        self.store.events_by_partition = applied.events_by_partition
+        self.processor.write_states(applied.result)
+        self.timer_service.update_all(
+            (user_id.encode(), due) for user_id, due in applied.result.timers.items()
+        )
+        if self.embedded_broker and not self.store.restores_in_bulk:
+            self.store.end_changelog_batches(CHANGELOG_MARKER)
+        await self.store.send_changelog(producer)
 
     def send_tick(self, key: bytes, due: int) -> None:
         value = orjson.dumps({"kind": "tick", "user_id": key.decode(), "due": due})

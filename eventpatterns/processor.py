@@ -13,10 +13,6 @@ waits for them, and then calls `write_states`. Outputs that were sent
 before a crash, but whose state write was lost, are produced again from the
 same state and input, with the same `id` (`topic:partition:offset.n` of the
 input record), so duplicates in the audit trail are detectable.
-
-The next batch may be applied while a batch's writes are in flight: the states
-a batch made are held (`pending`) until `write_states` stores them, and read
-from there first; `discard_pending` drops them when the writes failed.
 """
 
 from __future__ import annotations
@@ -233,8 +229,6 @@ class BatchProcessor:
         self.sink = sink
         self.max_event_bytes = max_event_bytes
         self.clock = clock
-        self.pending: dict[str, bytes] = {}
-        """user -> stored value made by a batch whose writes are in flight."""
         self.use(definitions)
 
     def use(self, definitions: Definitions) -> None:
@@ -254,31 +248,20 @@ class BatchProcessor:
             else:
                 self._event(incoming, touched, result)
         for user_id, (envelope, partition) in touched.items():
-            value = envelope.encode(partition)
-            result.writes.append((user_id, value, partition))
+            result.writes.append((user_id, envelope.encode(partition), partition))
             result.timers[user_id] = envelope.state.next_due()
-            self.pending[user_id] = value
         return result
 
     def write_states(self, result: BatchResult) -> None:
         """Store the batch's states; only once its outputs are durable (see the module doc)."""
-        pending = self.pending
         for user_id, value, partition in result.writes:
             self.store.put(user_id, value, partition)
-            if pending.get(user_id) is value:  # not changed again by a later batch
-                del pending[user_id]
-
-    def discard_pending(self) -> None:
-        """Forget the states of every batch whose writes are in flight (they failed)."""
-        self.pending.clear()
 
     def _envelope(self, user_id: str, touched: dict[str, tuple[Envelope, int]]) -> Envelope:
         held = touched.get(user_id)
         if held is not None:
             return held[0]
-        raw = self.pending.get(user_id)
-        if raw is None:
-            raw = self.store.get(user_id)
+        raw = self.store.get(user_id)
         if raw is None:
             return Envelope({}, self.engine.new_state(user_id), self.version)
         envelope = Envelope.decode(raw)
