@@ -9,7 +9,7 @@ arrives, so under load what queued while a batch was applied goes at once;
 events go on being buffered meanwhile (up to `max_events`, then the stream
 waits, as Faust's does); and an idle agent waits for an event without waking.
 The agent acknowledges a batch's events (`acknowledge`) once its writes are
-durable, which may be after it has taken the next batch.
+durable, and never when they failed.
 """
 
 from __future__ import annotations
