@@ -97,11 +97,31 @@ class Mode:
     recovery_users: tuple[int, ...]
     sample_users: int
     """Users whose real state the recovery data is cloned from."""
+    light_seconds: float = 10
+    """How long the light load runs."""
+    idle_seconds: float = 3
+    """How long the idle worker's CPU is sampled."""
+    hop_records: int = 200
+    """Records of the broker hop measure (100 a second)."""
 
 
 MODES = {
     "quick": Mode(
-        "quick", 30_000, 3_000, False, 12_000, 6_000, 25, 25, 5, (0.7,), (100_000,), 2_000
+        "quick",
+        30_000,
+        3_000,
+        False,
+        12_000,
+        6_000,
+        25,
+        25,
+        5,
+        (0.7,),
+        (100_000,),
+        2_000,
+        light_seconds=3,
+        idle_seconds=1.5,
+        hop_records=100,
     ),
     "full": Mode(
         "full",
@@ -817,14 +837,15 @@ def run_e2e(
         log(f"  {_describe(results.throughput['quix'])}")
 
     if "latency" not in skip:
-        results.broker_hop = percentiles(kafka_io.hop_latency(bootstrap, "bench-hop"))
+        hops = kafka_io.hop_latency(bootstrap, "bench-hop", count=mode.hop_records)
+        results.broker_hop = percentiles(hops)
         log(f"one broker hop (producer -> reader, empty topic): {results.broker_hop}")
 
     if "mix" not in skip:
         mix = HERE / "patterns.yaml"
         child = ours("eventpatterns, 10 mixed patterns", mix, "bench-mix", mode.e2e_timeout)
         try:
-            results.idle_worker_cpu_percent = idle_cpu_percent(child)
+            results.idle_worker_cpu_percent = idle_cpu_percent(child, mode.idle_seconds)
             log(f"idle worker CPU: {results.idle_worker_cpu_percent} %")
         finally:
             child.stop()
@@ -833,9 +854,9 @@ def run_e2e(
         run_latency(results, broker, mode, workdir, variant, rates)
 
 
-def idle_cpu_percent(child: Child, seconds: float = 3.0) -> float:
-    """The worker's CPU while nothing arrives (after a second to settle)."""
-    time.sleep(1.0)
+def idle_cpu_percent(child: Child, seconds: float) -> float:
+    """The worker's CPU while nothing arrives (after half a second to settle)."""
+    time.sleep(0.5)
     before = cpu_seconds(child.ps)
     time.sleep(seconds)
     return round(100 * (cpu_seconds(child.ps) - before) / seconds, 1)
@@ -884,13 +905,14 @@ def run_latency(
                         results, broker.bootstrap, child, mode, most_per_s
                     )
                 rate = value * capacity
-            log(f"latency at {load} load: {rate:,.0f} events/s for {mode.latency_seconds}s")
+            seconds = mode.light_seconds if load == "light" else mode.latency_seconds
+            log(f"latency at {load} load: {rate:,.0f} events/s for {seconds}s")
             results.latency[load] = measure_latency(
                 broker.bootstrap,
                 child,
                 prefix,
                 rate,
-                mode.latency_seconds,
+                seconds,
                 mode.e2e_users,
                 first_user=(5 + number) * 10_000_000,
             )
