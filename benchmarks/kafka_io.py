@@ -168,6 +168,12 @@ class TopicTail:
     def start(self, timeout: float = 120) -> TopicTail:
         self._thread = threading.Thread(target=self._run, daemon=True, name="topic-tail")
         self._thread.start()
+        if not self.wait_quiet(self.settle, timeout):
+            raise RuntimeError("the topic reader did not catch up")
+        return self
+
+    def wait_quiet(self, quiet: float, timeout: float) -> bool:
+        """Until nothing new arrived for `quiet` seconds; False if it was still arriving."""
         deadline = time.monotonic() + timeout
         seen, quiet_since = -1, time.monotonic()
         while time.monotonic() < deadline:
@@ -175,10 +181,10 @@ class TopicTail:
                 raise RuntimeError(f"the topic reader failed: {self.error}")
             if len(self.arrivals) != seen:
                 seen, quiet_since = len(self.arrivals), time.monotonic()
-            elif self._ready.is_set() and time.monotonic() - quiet_since >= self.settle:
-                return self
+            elif self._ready.is_set() and time.monotonic() - quiet_since >= quiet:
+                return True
             time.sleep(0.05)
-        raise RuntimeError("the topic reader did not catch up")
+        return False
 
     def _run(self) -> None:
         client = consumer(self.bootstrap)

@@ -524,7 +524,7 @@ def measure_latency(
                 drained = time.monotonic() - produced_at
                 break
             time.sleep(0.05)
-        time.sleep(1.5)
+        tail.wait_quiet(0.5, timeout=10)  # the outputs of the last records
     finally:
         tail.stop()
     batches = procs.metric(url, "eventpatterns_batch_events_count") - batches_before
