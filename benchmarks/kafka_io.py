@@ -186,6 +186,15 @@ class TopicTail:
             time.sleep(0.05)
         return False
 
+    def wait_for(self, count: int, timeout: float) -> bool:
+        """Until `count` records arrived; False if they did not in time."""
+        deadline = time.monotonic() + timeout
+        while len(self.arrivals) < count and time.monotonic() < deadline:
+            if self.error is not None:
+                raise RuntimeError(f"the topic reader failed: {self.error}")
+            time.sleep(0.01)
+        return len(self.arrivals) >= count
+
     def _run(self) -> None:
         client = consumer(self.bootstrap)
         try:
@@ -238,7 +247,7 @@ def hop_latency(bootstrap: str, topic: str, count: int = 200, rate: float = 100.
             client.poll(0)
             time.sleep(1 / rate)
         client.flush(30)
-        time.sleep(1.0)
+        tail.wait_for(count, timeout=10)
     finally:
         tail.stop()
     out = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -91,13 +90,13 @@ class Child:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 20) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
+    def kill(self) -> None:
+        """End it at once, once its figures are taken.
+
+        A graceful stop costs a worker a second (Faust's shutdown) and measures
+        nothing: every child has topics and a consumer group of its own.
+        """
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
 

@@ -103,13 +103,15 @@ class Mode:
     """How long the idle worker's CPU is sampled."""
     hop_records: int = 200
     """Records of the broker hop measure (100 a second)."""
+    capacity_seconds: float = 10
+    """How long the capacity on the latency records is measured."""
 
 
 MODES = {
     "quick": Mode(
         "quick",
-        30_000,
-        3_000,
+        20_000,
+        2_000,
         False,
         12_000,
         6_000,
@@ -122,6 +124,7 @@ MODES = {
         light_seconds=3,
         idle_seconds=1.5,
         hop_records=100,
+        capacity_seconds=3,
     ),
     "full": Mode(
         "full",
@@ -690,7 +693,7 @@ def measure_recovery(
         resident = rss(child.ps)
         restored = restored_users(child, users) if users else 0
     finally:
-        child.stop()
+        child.kill()
     return {
         "users": users,
         "ready_s": round(ready, 2),
@@ -781,7 +784,7 @@ def run_e2e(
 
     if "clickstream" not in skip:
         name = "eventpatterns, 2 clickstream patterns"
-        ours(name, clickstream, "bench-click", mode.compare_timeout).stop()
+        ours(name, clickstream, "bench-click", mode.compare_timeout).kill()
 
     if "faust" not in skip:
         log("bare Faust agent (decode + count per user in a table)")
@@ -806,7 +809,7 @@ def run_e2e(
             )
             results.throughput["bare_faust"] = result
         finally:
-            child.stop()
+            child.kill()
         log(f"  {_describe(results.throughput['bare_faust'])}")
 
     if "quix" not in skip:
@@ -833,7 +836,7 @@ def run_e2e(
                 result.outputs = wait_for_outputs(bootstrap, "bench-quix-special-offers", expected)
             results.throughput["quix"] = result
         finally:
-            child.stop()
+            child.kill()
         log(f"  {_describe(results.throughput['quix'])}")
 
     if "latency" not in skip:
@@ -848,7 +851,7 @@ def run_e2e(
             results.idle_worker_cpu_percent = idle_cpu_percent(child, mode.idle_seconds)
             log(f"idle worker CPU: {results.idle_worker_cpu_percent} %")
         finally:
-            child.stop()
+            child.kill()
 
     if "latency" not in skip:
         run_latency(results, broker, mode, workdir, variant, rates)
@@ -895,7 +898,7 @@ def run_latency(
         for number, (load, value) in enumerate(loads):
             if child is None or number > 1:
                 if child is not None:
-                    child.stop()
+                    child.kill()
                 child = latency_worker(broker, workdir, variant, f"bench-lat{number}")
             prefix = child.env["EVENTPATTERNS_APP_ID"]
             rate = value
@@ -919,7 +922,7 @@ def run_latency(
             log(f"  {results.latency[load]}")
     finally:
         if child is not None:
-            child.stop()
+            child.kill()
 
 
 def latency_worker(broker: EmbeddedBroker, workdir: Path, variant: Variant, prefix: str) -> Child:
@@ -942,7 +945,7 @@ def measure_capacity_of(
         bootstrap,
         child,
         child.env["EVENTPATTERNS_APP_ID"],
-        mode.latency_seconds,
+        mode.capacity_seconds,
         mode.e2e_users,
         4 * 10_000_000,
         most_per_s=most_per_s,
