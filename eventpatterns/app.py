@@ -9,8 +9,10 @@ and the HTTP API (`web.py`).
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +126,10 @@ class Runtime:
         """Callables given each audit record (the dashboard's live feed)."""
         self.definitions_text: str | None = None
         """The text of the pattern file in force, once the definitions topic gave it."""
+        self.failure: BaseException | None = None
+        """Why the worker stopped itself (`fail`): it exits with an error."""
+        self.stop_worker: Callable[[], None] = _stop_this_process
+        """Asks the worker to stop as on SIGTERM."""
         self._register()
 
     # ------------------------------------------------------------------ wiring
@@ -166,25 +172,34 @@ class Runtime:
         incoming = []
         received = time.time_ns() // 1000
         for event in events:
-            message = event.message
-            by_partition[message.partition] = event
-            incoming.append(
-                _incoming(
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    event.key,
-                    event.value,
-                    received,
-                )
-            )
+            by_partition[event.message.partition] = event
+            incoming.append(_incoming(event, received))
         result = self.processor.process(incoming)
-        outputs = RecordBatches()
-        for out in result.outgoing:
-            outputs.add(out.topic, out.key, out.value, list(out.headers))
         self.metrics.observe_batch(result, time.perf_counter() - started, len(events))
         self.metrics.observe_lag([e.message.timestamp for e in events], time.time())
-        return AppliedBatch(result, outputs, by_partition)
+        return AppliedBatch(result, _outputs(result), by_partition)
+
+    def reject(self, event: Any, error: BaseException) -> AppliedBatch:
+        """An event the core failed on, to the dead-letter topic (`agents.apply_batches`)."""
+        result = self.processor.reject(_incoming(event, time.time_ns() // 1000), error)
+        self.metrics.observe_batch(result, 0.0, 1)
+        return AppliedBatch(result, _outputs(result), {event.message.partition: event})
+
+    def fail(self, error: BaseException) -> None:
+        """A batch's writes failed: stop the worker, with an error, before anything else.
+
+        Its events are not acknowledged; a later batch of the same users, applied
+        and acknowledged meanwhile, would hide them for good (the state's offsets
+        would be past them). A restarted worker restores the last durable states
+        and applies them again from the last committed offsets.
+        """
+        log.critical(
+            "writing a batch failed (%r): stopping, to apply it again once restarted", error
+        )
+        self.failure = error
+        # Stopping commits what was acknowledged, and must not wait for the rest.
+        self.app.conf.stream_wait_empty = False
+        self.stop_worker()
 
     async def commit_batch(self, applied: AppliedBatch) -> None:
         """Outputs durable first, then the states that account for them, then the timers.
@@ -280,6 +295,12 @@ class Runtime:
             log.info("froze %d objects alive after recovery", freeze_survivors())
 
 
+def _stop_this_process() -> None:
+    """Faust's worker stops on SIGTERM: its consumer leaves the group, nothing is committed
+    past what was acknowledged."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 @dataclass
 class AppliedBatch:
     """A batch applied by the core, its writes not yet made (`Runtime.commit_batch`)."""
@@ -291,14 +312,20 @@ class AppliedBatch:
     """An event of each partition in it: a RocksDB table write names its partition so."""
 
 
-def _incoming(
-    topic: str, partition: int, offset: int, key: Any, value: Any, received: int
-) -> Incoming:
+def _incoming(event: Any, received: int) -> Incoming:
+    message, key, value = event.message, event.key, event.value
     return Incoming(
-        topic,
-        partition,
-        offset,
+        message.topic,
+        message.partition,
+        message.offset,
         key if key is None or isinstance(key, bytes) else str(key).encode(),
         value if isinstance(value, bytes) else bytes(value or b""),
         received,
     )
+
+
+def _outputs(result: BatchResult) -> RecordBatches:
+    outputs = RecordBatches()
+    for out in result.outgoing:
+        outputs.add(out.topic, out.key, out.value, list(out.headers))
+    return outputs

@@ -252,6 +252,11 @@ class BatchProcessor:
             result.timers[user_id] = envelope.state.next_due()
         return result
 
+    def reject(self, incoming: Incoming, error: BaseException) -> BatchResult:
+        """A record the core failed on, as a dead letter: the stream goes on without it."""
+        reason = f"internal error: {error!r}"
+        return BatchResult(outgoing=[self._dead_letter(incoming, reason)], bad=1)
+
     def write_states(self, result: BatchResult) -> None:
         """Store the batch's states; only once its outputs are durable (see the module doc)."""
         for user_id, value, partition in result.writes:

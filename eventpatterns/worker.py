@@ -118,8 +118,10 @@ def start_faust(runtime: object) -> int:
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:
-        return int(stop.code or 0)
-    return 0
+        code = int(stop.code or 0)
+    else:
+        code = 0
+    return 1 if runtime.failure is not None and code == 0 else code
 
 
 def main() -> int:

@@ -155,6 +155,17 @@ def test_bad_records_go_to_the_dead_letter_topic_with_a_reason() -> None:
     assert result.events == 4
 
 
+def test_a_record_the_core_failed_on_is_a_dead_letter_naming_the_error() -> None:
+    record = home(clicks())[0]
+    result = processor().reject(record, ZeroDivisionError("division by zero"))
+    assert result.bad == 1 and not result.writes and result.events == 0
+    [dead] = result.outgoing
+    assert (dead.topic, dead.key, dead.value) == (TOPICS.dlq, record.key, record.value)
+    headers = dict(dead.headers)
+    assert headers["reason"] == b"internal error: ZeroDivisionError('division by zero')"
+    assert headers["source-offset"] == str(record.offset).encode()
+
+
 def test_a_tick_runs_due_timers_once() -> None:
     store = MemoryStore()
     proc = processor(store)

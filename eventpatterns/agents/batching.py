@@ -57,9 +57,13 @@ class Buffer:
         events, self.events = self.events, []
         self.started.clear()
         self.full.clear()
+        self.release()
+        return events
+
+    def release(self) -> None:
+        """Let the stream go on (it waits while a full batch is not taken)."""
         if self._room is not None and not self._room.done():
             self._room.set_result(None)
-        return events
 
 
 async def take_batches(
@@ -68,8 +72,10 @@ async def take_batches(
     """Lists of at most `max_events` events, each at most `within` seconds after its first."""
     buffer = Buffer(stream, max_events)
     loop = asyncio.get_running_loop()
-    acks_were_enabled = stream.enable_acks
-    stream.enable_acks = False  # the agent acknowledges them, once they are durable
+    # The agent acknowledges them, once they are durable. Acks stay off when the
+    # batches end: the stream's passive drainer goes on delivering what it still
+    # holds, which nothing applied, and which must be fetched again, not committed.
+    stream.enable_acks = False
     stream.add_processor(buffer.add)
     stream._enable_passive(aiter(stream.channel))
     try:
@@ -84,8 +90,8 @@ async def take_batches(
             if batch:
                 yield batch
     finally:
-        stream.enable_acks = acks_were_enabled
         stream._processors.remove(buffer.add)
+        buffer.release()
 
 
 def batches(stream: Any, max_events: int, within: float) -> AsyncGenerator[list[Any], None]:

@@ -1,5 +1,7 @@
 """The events agent's loop (agents/__init__.py): batches applied and written in order,
-each acknowledged only once its own writes are durable, never when they failed."""
+each acknowledged only once its own writes are durable; when writes fail, the worker
+stops and nothing later is applied; when the core fails, the batch is applied one
+event at a time and the failing event becomes a dead letter."""
 
 from __future__ import annotations
 
@@ -21,14 +23,31 @@ Log = list[tuple[str, tuple[int, ...]]]
 class Runtime:
     """Stands in for `app.Runtime`: logs what the loop asks of it."""
 
-    def __init__(self, log: Log, failing: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self,
+        log: Log,
+        failing: tuple[int, ...] | None = None,
+        poison: int | None = None,
+    ) -> None:
         self.log = log
         self.failing = failing
+        """The batch whose writes fail."""
+        self.poison = poison
+        """The event the core fails on."""
+        self.failures: list[BaseException] = []
 
     def process_batch(self, batch: list[Any]) -> tuple[int, ...]:
         values = tuple(event.value for event in batch)
+        if self.poison in values:
+            self.log.append(("failed", values))
+            raise ValueError(f"the core failed on {self.poison}")
         self.log.append(("apply", values))
         return values
+
+    def reject(self, event: Any, error: BaseException) -> tuple[int, ...]:
+        self.log.append(("dead letter", (event.value,)))
+        assert str(self.poison) in str(error)
+        return (event.value,)
 
     async def commit_batch(self, values: tuple[int, ...]) -> None:
         self.log.append(("write", values))
@@ -36,6 +55,9 @@ class Runtime:
         if values == self.failing:
             raise ConnectionError("broker gone")
         self.log.append(("durable", values))
+
+    def fail(self, error: BaseException) -> None:
+        self.failures.append(error)
 
 
 @pytest.fixture
@@ -50,32 +72,30 @@ def log(monkeypatch: pytest.MonkeyPatch) -> Log:
     return entries
 
 
-def loop_agent(runtime: Runtime, crashed: list[BaseException]) -> Any:
+def loop_agent(runtime: Runtime) -> Any:
     app = faust.App(
         "test-events-agent", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False
     )
 
     @app.agent()
     async def agent(stream: Any) -> None:
-        try:
-            await apply_batches(runtime, stream, max_events=2, within=3600)  # full batches only
-        except ConnectionError as error:
-            crashed.append(error)
+        await apply_batches(runtime, stream, max_events=2, within=3600)  # full batches only
+        runtime.log.append(("returned", ()))
 
     return agent
 
 
-async def run(runtime: Runtime, values: list[int], until: Any) -> list[BaseException]:
-    crashed: list[BaseException] = []
-    async with loop_agent(runtime, crashed).test_context() as agent:
+async def run(runtime: Runtime, values: list[int], until: Any) -> Log:
+    """The log as it was when `until` held (stopping the agent makes it return)."""
+    async with loop_agent(runtime).test_context() as agent:
         for value in values:
             await agent.put(value)
-        await wait_until(lambda: until(crashed))
-    return crashed
+        await wait_until(until)
+        return list(runtime.log)
 
 
 async def test_each_batch_is_acknowledged_once_its_writes_are_durable(log: Log) -> None:
-    await run(Runtime(log), [1, 2, 3, 4, 5, 6], until=lambda _: ("ack", (5, 6)) in log)
+    log = await run(Runtime(log), [1, 2, 3, 4, 5, 6], until=lambda: ("ack", (5, 6)) in log)
     batches = [(1, 2), (3, 4), (5, 6)]
     assert [values for step, values in log if step == "apply"] == batches
     for earlier, later in itertools.pairwise(batches):
@@ -87,9 +107,40 @@ async def test_each_batch_is_acknowledged_once_its_writes_are_durable(log: Log) 
     assert log[-2:] == [("durable", (5, 6)), ("ack", (5, 6))]
 
 
-async def test_a_batch_whose_writes_failed_is_not_acknowledged(log: Log) -> None:
-    crashed = await run(Runtime(log, failing=(3, 4)), [1, 2, 3, 4, 5, 6], until=bool)
-    assert [type(error) for error in crashed] == [ConnectionError]
-    assert ("ack", (1, 2)) in log
-    assert ("write", (3, 4)) in log
-    assert ("ack", (3, 4)) not in log and ("apply", (5, 6)) not in log
+async def test_when_writes_fail_the_worker_stops_and_applies_nothing_more(log: Log) -> None:
+    runtime = Runtime(log, failing=(3, 4))
+    log = await run(runtime, [1, 2, 3, 4, 5, 6, 7, 8], until=lambda: ("returned", ()) in log)
+    assert [type(error) for error in runtime.failures] == [ConnectionError]
+    assert log == [
+        ("apply", (1, 2)),
+        ("write", (1, 2)),
+        ("durable", (1, 2)),
+        ("ack", (1, 2)),
+        ("apply", (3, 4)),
+        ("write", (3, 4)),
+        ("returned", ()),
+    ]
+
+
+async def test_an_event_the_core_fails_on_becomes_a_dead_letter_and_the_rest_go_on(
+    log: Log,
+) -> None:
+    runtime = Runtime(log, poison=4)
+    log = await run(runtime, [1, 2, 3, 4, 5, 6], until=lambda: ("ack", (5, 6)) in log)
+    assert runtime.failures == []
+    assert log == [
+        *[("apply", (1, 2)), ("write", (1, 2)), ("durable", (1, 2)), ("ack", (1, 2))],
+        ("failed", (3, 4)),
+        *[("apply", (3,)), ("write", (3,)), ("durable", (3,)), ("ack", (3,))],
+        ("failed", (4,)),
+        *[("dead letter", (4,)), ("write", (4,)), ("durable", (4,)), ("ack", (4,))],
+        *[("apply", (5, 6)), ("write", (5, 6)), ("durable", (5, 6)), ("ack", (5, 6))],
+    ]
+
+
+async def test_when_a_dead_letter_cannot_be_written_the_worker_stops(log: Log) -> None:
+    runtime = Runtime(log, failing=(4,), poison=4)
+    log = await run(runtime, [1, 2, 3, 4, 5, 6], until=lambda: ("returned", ()) in log)
+    assert [type(error) for error in runtime.failures] == [ConnectionError]
+    assert ("ack", (3,)) in log
+    assert ("ack", (4,)) not in log and ("apply", (5, 6)) not in log

@@ -48,8 +48,16 @@ class Worker:
     """One `eventpatterns.worker` subprocess."""
 
     def __init__(
-        self, broker_url: str, patterns: str | Path, workdir: Path, name: str = "w", **env: str
+        self,
+        broker_url: str,
+        patterns: str | Path,
+        workdir: Path,
+        name: str = "w",
+        module: str = "eventpatterns.worker",
+        **env: str,
     ) -> None:
+        """`module`: what runs the worker (tests/runtime/faulty_worker.py injects faults)."""
+        self.module = module
         self.web_port = free_port()
         self.log_path = workdir / f"{name}.log"
         self.env = {
@@ -66,7 +74,7 @@ class Worker:
     def start(self) -> Worker:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "eventpatterns.worker"],
+            [sys.executable, "-m", self.module],
             env=self.env,
             cwd=REPO,
             stdout=log,
