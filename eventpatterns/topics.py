@@ -59,10 +59,10 @@ class RawSchema(faust.Schema):  # type: ignore[type-arg]
     """
 
     def compile(self, app: Any, **_: Any) -> Any:
-        create_event = app.create_event
+        event_class = app.conf.Event  # once: Faust's settings are slow to read
 
         async def decode(message: Any, **_: Any) -> Any:
-            return create_event(message.key, message.value, message.headers, message)
+            return event_class(app, message.key, message.value, message.headers, message)
 
         return decode
 
