@@ -40,6 +40,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "taskdelivery": {"BENCH_TASK_DELIVERY": "1"},
     "takeevents": {"BENCH_TAKE_EVENTS": "1"},
     "switch1ms": {"BENCH_SWITCH_INTERVAL": "0.001"},
+    "switch05ms": {"BENCH_SWITCH_INTERVAL": "0.0005"},
 }
 
 
