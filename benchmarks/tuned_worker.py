@@ -11,12 +11,14 @@ BENCH_SWITCH_INTERVAL    seconds a thread holds the GIL before another that wait
                          (Python: 0.005); the consumer thread waits for it under load.
 BENCH_TAKE_EVENTS        batch with Faust's `Stream.take_events` (its window opens when the
                          previous batch is done), not `agents/batching.py`.
+BENCH_CONSUMER_THREAD    run the consumer in a thread of its own, as faust-streaming does,
+                         without `faustpatches.consume_on_the_app_loop`.
 
-Five proposals measured this way have landed (batch sends, uvloop, the garbage
+Six proposals measured this way have landed (batch sends, uvloop, the garbage
 collector's thresholds with `gc.freeze()` after recovery, delivery without tasks,
-batches whose window opens at their first event); the `asyncio`, `gcdefault`,
-`taskdelivery` and `takeevents` experiments run the worker without one of them, to
-measure what it gives. Others only set the worker's own settings: `fetch5` (a 5 ms fetch wait, for
+batches whose window opens at their first event, the consumer on the app's loop);
+the `asyncio`, `gcdefault`, `taskdelivery`, `takeevents` and `consumerthread`
+experiments run the worker without one of them, to measure what it gives. Others only set the worker's own settings: `fetch5` (a 5 ms fetch wait, for
 a broker that holds an empty fetch as long as it may, as Tansu does),
 `batchwait2` (a batch waits 2 ms to fill, not 5) and `batchwait10` (10 ms, the
 default until 2026-12-01).
@@ -41,6 +43,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "takeevents": {"BENCH_TAKE_EVENTS": "1"},
     "switch1ms": {"BENCH_SWITCH_INTERVAL": "0.001"},
     "switch05ms": {"BENCH_SWITCH_INTERVAL": "0.0005"},
+    "consumerthread": {"BENCH_CONSUMER_THREAD": "1"},
 }
 
 
@@ -68,7 +71,15 @@ def _batch_with_take_events() -> None:
     agents.batches = lambda stream, size, within: stream.take_events(size, within=within)  # type: ignore[assignment]
 
 
+def _consume_in_a_thread() -> None:
+    import eventpatterns.faustpatches as patches
+
+    patches.consume_on_the_app_loop = lambda: None
+
+
 def main() -> int:
+    if os.environ.get("BENCH_CONSUMER_THREAD"):
+        _consume_in_a_thread()
     if os.environ.get("BENCH_SWITCH_INTERVAL"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     if os.environ.get("BENCH_TAKE_EVENTS"):

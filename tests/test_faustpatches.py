@@ -1,12 +1,15 @@
 """faustpatches: the consumer's per-record `wait_first` fast path (`deliver_without_tasks`),
-and the table manager's start (`start_tables_without_delay`)."""
+the table manager's start (`start_tables_without_delay`) and the consumer on the app's
+loop (`consume_on_the_app_loop`)."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from typing import Any
 
+import faust
 import pytest
 from faust.tables.manager import TableManager
 from faust.transport.consumer import Consumer
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 from mode import Service
 
 from eventpatterns import faustpatches
+from eventpatterns.broker import EmbeddedBroker
 
 
 class Fetcher(Service):
@@ -199,3 +203,24 @@ async def test_a_stopping_table_manager_starts_nothing() -> None:
     manager = StartingTables(should_stop=True)
     await TableManager.on_start(manager)
     assert manager.calls == []
+
+
+@pytest.mark.integration
+async def test_the_consumer_serves_on_the_app_loop_without_a_thread_and_stops() -> None:
+    faustpatches.consume_on_the_app_loop()
+    with EmbeddedBroker() as broker:
+        app = faust.App("test-one-loop", broker=broker.url, autodiscover=False)
+        thread = app.consumer._thread
+        assert thread.thread_loop is asyncio.get_running_loop()
+        threads = threading.active_count()
+        await thread.start()
+        try:
+            assert threading.active_count() == threads
+            assert thread._consumer is not None and not thread._consumer._closed
+            # Calls into "the thread" run here, synchronous ones and coroutines alike.
+            assert await thread.call_thread(threading.get_ident) == threading.get_ident()
+            assert await thread.call_thread(asyncio.sleep, 0, "slept") == "slept"
+        finally:
+            await asyncio.wait_for(thread.stop(), 30)
+        assert thread._shutdown.is_set()
+        assert thread._consumer._closed
