@@ -18,8 +18,9 @@ Six proposals measured this way have landed (batch sends, uvloop, the garbage
 collector's thresholds with `gc.freeze()` after recovery, delivery without tasks,
 batches whose window opens at their first event, the consumer on the app's loop);
 the `asyncio`, `gcdefault`, `taskdelivery`, `takeevents` and `consumerthread`
-experiments run the worker without one of them, to measure what it gives. Others only set the worker's own settings: `fetch5` (a 5 ms fetch wait, for
-a broker that holds an empty fetch as long as it may, as Tansu does),
+experiments run the worker without one of them, to measure what it gives. Others
+only set the worker's own settings: `fetch5` (a 5 ms fetch wait, for a broker that
+holds an empty fetch as long as it may, as Tansu does),
 `batchwait2` (a batch waits 2 ms to fill, not 5) and `batchwait10` (10 ms, the
 default until 2026-12-01).
 
