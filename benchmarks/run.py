@@ -876,11 +876,13 @@ def run_latency(
     """The light load, then the mode's fractions of the capacity, or the `rates` given.
 
     Each on a ten-pattern worker whose topics are all new, its source topic
-    included: the light load, the capacity and the first load on one, every further
-    load on one of its own. Tansu's CPU per fetch grows with the record batches in
-    a partition, and every paced run writes thousands (README, "Findings about the
-    environment"): on the topics of the runs before, the last run measured the
-    broker falling behind, not the worker.
+    included: the light load and the capacity on one, every further load on one of
+    its own. Tansu's CPU per fetch grows with the record batches in a partition,
+    and every paced run writes thousands (README, "Findings about the
+    environment"): on the topics of the runs before (the capacity's among them),
+    a load measured the broker falling behind, not the worker. The first load's
+    worker starts with the light load's, so that no measure waits for a start or
+    shares the CPUs with one; idle meanwhile, it uses ~2 % of a CPU.
     """
     loads: list[tuple[str, float]] = [("light", LIGHT_LOAD)]
     if rates:
@@ -893,27 +895,31 @@ def run_latency(
         else 20_000.0
     )
     capacity: float | None = None
-    child: Child | None = None
+    workers: list[Child] = []
     try:
+        workers += [start_latency_worker(broker, workdir, variant, f"bench-lat{n}") for n in (0, 1)]
+        for child in workers:
+            wait_ready(child, broker.bootstrap, timeout=120)
         for number, (load, value) in enumerate(loads):
-            if child is None or number > 1:
-                if child is not None:
-                    child.kill()
-                child = latency_worker(broker, workdir, variant, f"bench-lat{number}")
-            prefix = child.env["EVENTPATTERNS_APP_ID"]
             rate = value
             if load.endswith("%"):
                 if capacity is None:
                     capacity = measure_capacity_of(
-                        results, broker.bootstrap, child, mode, most_per_s
+                        results, broker.bootstrap, workers[0], mode, most_per_s
                     )
                 rate = value * capacity
+            if number >= len(workers):
+                workers.append(start_latency_worker(broker, workdir, variant, f"bench-lat{number}"))
+                wait_ready(workers[number], broker.bootstrap, timeout=120)
+            for earlier in workers[:number]:
+                earlier.kill()
+            child = workers[number]
             seconds = mode.light_seconds if load == "light" else mode.latency_seconds
             log(f"latency at {load} load: {rate:,.0f} events/s for {seconds}s")
             results.latency[load] = measure_latency(
                 broker.bootstrap,
                 child,
-                prefix,
+                child.env["EVENTPATTERNS_APP_ID"],
                 rate,
                 seconds,
                 mode.e2e_users,
@@ -921,19 +927,19 @@ def run_latency(
             )
             log(f"  {results.latency[load]}")
     finally:
-        if child is not None:
+        for child in workers:
             child.kill()
 
 
-def latency_worker(broker: EmbeddedBroker, workdir: Path, variant: Variant, prefix: str) -> Child:
-    """A started ten-pattern worker on topics of its own (`prefix`-input its source)."""
+def start_latency_worker(
+    broker: EmbeddedBroker, workdir: Path, variant: Variant, prefix: str
+) -> Child:
+    """A ten-pattern worker on topics of its own (`prefix`-input its source), starting."""
     source = latency_source(prefix)
     create_input_topic(broker.bootstrap, source)
     patterns = renamed_patterns(HERE / "patterns.yaml", prefix, workdir, source)
     log(f"a ten-pattern worker on topics of its own, {prefix}-*")
-    child = variant.worker(f"latency {prefix}", broker, patterns, workdir, prefix).start()
-    wait_ready(child, broker.bootstrap, timeout=120)
-    return child
+    return variant.worker(f"latency {prefix}", broker, patterns, workdir, prefix).start()
 
 
 def measure_capacity_of(
