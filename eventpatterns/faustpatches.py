@@ -206,7 +206,7 @@ def consume_on_the_app_loop() -> None:
         except asyncio.CancelledError:
             raise
         except BaseException as error:
-            maybe_set_exception(self._thread_running, error)
+            _maybe_set_exception(self._thread_running, error)
             await self.crash(error)
             raise
         finally:
@@ -238,7 +238,7 @@ def consume_on_the_app_loop() -> None:
     thread._stopped_set = stopped_set  # type: ignore[method-assign]
 
 
-def maybe_set_exception(future: Any, error: BaseException) -> None:
+def _maybe_set_exception(future: Any, error: BaseException) -> None:
     if future is not None and not future.done():
         future.set_exception(error)
 
