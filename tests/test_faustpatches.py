@@ -206,21 +206,22 @@ async def test_a_stopping_table_manager_starts_nothing() -> None:
 
 
 @pytest.mark.integration
-async def test_the_consumer_serves_on_the_app_loop_without_a_thread_and_stops() -> None:
+async def test_the_consumer_serves_on_the_app_loop_without_a_thread_and_stops(
+    broker: EmbeddedBroker,
+) -> None:
     faustpatches.consume_on_the_app_loop()
-    with EmbeddedBroker() as broker:
-        app = faust.App("test-one-loop", broker=broker.url, autodiscover=False)
-        thread = app.consumer._thread
-        assert thread.thread_loop is asyncio.get_running_loop()
-        threads = threading.active_count()
-        await thread.start()
-        try:
-            assert threading.active_count() == threads
-            assert thread._consumer is not None and not thread._consumer._closed
-            # Calls into "the thread" run here, synchronous ones and coroutines alike.
-            assert await thread.call_thread(threading.get_ident) == threading.get_ident()
-            assert await thread.call_thread(asyncio.sleep, 0, "slept") == "slept"
-        finally:
-            await asyncio.wait_for(thread.stop(), 30)
-        assert thread._shutdown.is_set()
-        assert thread._consumer._closed
+    app = faust.App("test-one-loop", broker=broker.url, autodiscover=False)
+    thread = app.consumer._thread
+    assert thread.thread_loop is asyncio.get_running_loop()
+    threads = threading.active_count()
+    await thread.start()
+    try:
+        assert threading.active_count() == threads
+        assert thread._consumer is not None and not thread._consumer._closed
+        # Calls into "the thread" run here, synchronous ones and coroutines alike.
+        assert await thread.call_thread(threading.get_ident) == threading.get_ident()
+        assert await thread.call_thread(asyncio.sleep, 0, "slept") == "slept"
+    finally:
+        await asyncio.wait_for(thread.stop(), 30)
+    assert thread._shutdown.is_set()
+    assert thread._consumer._closed

@@ -27,12 +27,6 @@ from .test_streaming import ACTIONS, COUNTING, audit, deduplicated, past_events
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def broker() -> Any:
-    with EmbeddedBroker() as running:
-        yield running
-
-
 def doomed_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The same events under other user ids, which the faulty worker fails on."""
     return [{**event, "user_id": f"doomed-{event['user_id']}"} for event in events]
