@@ -1,14 +1,13 @@
 """An eventpatterns worker whose writes fail once, for tests/runtime/test_failures.py.
 
 The first batch that writes the state of a user whose id starts with
-`FAULTY_DOOMED_PREFIX` has its outputs produced, then its state changelog
+`doomed` has its outputs produced, then its state changelog
 "fails", as a broker gone mid-batch would: the worst moment, outputs durable
 and states not. Everything else is the real worker.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -17,15 +16,15 @@ from aiokafka.errors import KafkaConnectionError
 from eventpatterns import worker
 from eventpatterns.app import AppliedBatch, Runtime
 
-DOOMED = os.environ.get("FAULTY_DOOMED_PREFIX", "doomed")
 _original_commit = Runtime.commit_batch
-_failed: list[AppliedBatch] = []
+_failed = False
 
 
 async def commit_batch_failing_once(self: Runtime, applied: AppliedBatch) -> None:
-    doomed = any(user.startswith(DOOMED) for user, _, _ in applied.result.writes)
+    global _failed
+    doomed = any(user.startswith("doomed") for user, _, _ in applied.result.writes)
     if doomed and not _failed:
-        _failed.append(applied)
+        _failed = True
         producer: Any = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
         await applied.outputs.send(producer)
         raise KafkaConnectionError("injected: the state changelog could not be written")
