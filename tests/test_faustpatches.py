@@ -1,6 +1,6 @@
 """faustpatches: the consumer's per-record `wait_first` fast path (`deliver_without_tasks`),
-the table manager's start (`start_tables_without_delay`) and the consumer on the app's
-loop (`consume_on_the_app_loop`)."""
+the table manager's start (`start_tables_without_delay`), the consumer on the app's
+loop (`consume_on_the_app_loop`) and fetches delivered in bulk (`deliver_fetches_in_bulk`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka.structs import ConsumerRecord
 from faust.tables.manager import TableManager
 from faust.transport.consumer import Consumer
+from faust.types import TP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mode import Service
@@ -225,3 +227,104 @@ async def test_the_consumer_serves_on_the_app_loop_without_a_thread_and_stops(
         await asyncio.wait_for(thread.stop(), 30)
     assert thread._shutdown.is_set()
     assert thread._consumer._closed
+
+
+# ------------------------------------------------------------------ fetches in bulk
+
+
+def record(topic: str, partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic, partition, offset, 1_000, 0, b"user", f"{topic}{offset}".encode(), None, 4, 3, ()
+    )
+
+
+class Fetch:
+    """A real (unstarted) Faust consumer, fed fetches as aiokafka returns them."""
+
+    def __init__(self, acking: tuple[str, ...] = ("a", "b", "other")) -> None:
+        faustpatches.apply_all(25)
+        self.app = faust.App("test-bulk", broker="kafka://127.0.0.1:1", autodiscover=False)
+        self.consumer = self.app.consumer
+        self.app.topics.acking_topics.update(acking)
+        self.app.flow_control.resume()  # as after the worker's first assignment
+        self.consumer.highwater = lambda tp: 100  # the broker's answer, not asked here
+        self.one_by_one: list[int] = []
+
+        async def faust_path(message: Any) -> None:
+            self.one_by_one.append(message.offset)
+
+        self.consumer.callback = faust_path
+        self.received: list[list[Any]] = []
+
+    async def receive(self, events: list[Any]) -> None:
+        self.received.append(events)
+
+    async def deliver(self, *records: ConsumerRecord[bytes, bytes]) -> None:
+        fetched: dict[TP, list[Any]] = {}
+        for r in records:
+            fetched.setdefault(TP(r.topic, r.partition), []).append(r)
+        await faustpatches._deliver_fetch(self.consumer, fetched, set(fetched))
+
+
+async def test_a_bulk_topic_s_fetch_arrives_as_one_list_of_events_tracked_for_acks() -> None:
+    fetch = Fetch()
+    faustpatches.receive_in_bulk(fetch.app, ["a", "b"], fetch.receive)
+    await fetch.deliver(
+        record("a", 0, 5), record("a", 0, 6), record("b", 1, 0), record("other", 0, 3)
+    )
+    received = [[(e.message.topic, e.message.offset, e.value) for e in b] for b in fetch.received]
+    assert received == [[("a", 5, b"a5"), ("a", 6, b"a6")], [("b", 0, b"b0")]]
+    assert fetch.one_by_one == [3]  # a topic without a receiver takes Faust's path
+    events = [event for got in fetch.received for event in got]
+    assert {event.message for event in events} <= set(fetch.consumer.unacked)
+    assert all(e.message.refcount == 1 and e.message.tracked for e in events)
+    assert events[0].ack()
+    assert fetch.consumer._acked[TP("a", 0)] == [5]
+    assert events[0].message not in fetch.consumer.unacked
+
+
+async def test_records_read_before_are_dropped_and_gaps_noted_as_faust_does() -> None:
+    fetch = Fetch()
+    faustpatches.receive_in_bulk(fetch.app, ["a"], fetch.receive)
+    fetch.consumer._read_offset[TP("a", 0)] = 7
+    await fetch.deliver(record("a", 0, 6), record("a", 0, 7), record("a", 0, 10))
+    assert [e.message.offset for e in fetch.received[0]] == [7, 10]
+    assert sorted((i.begin, i.end) for i in fetch.consumer._gap[TP("a", 0)]) == [(8, 11)]
+    assert fetch.consumer._read_offset[TP("a", 0)] == 10
+
+
+async def test_a_stopped_receiver_leaves_its_topics_to_faust() -> None:
+    fetch = Fetch()
+    stop = faustpatches.receive_in_bulk(fetch.app, ["a"], fetch.receive)
+    stop()
+    await fetch.deliver(record("a", 0, 0), record("a", 0, 1))
+    assert fetch.received == [] and fetch.one_by_one == [0, 1]
+
+
+async def test_a_rebalance_during_a_fetch_delivers_none_of_the_rest() -> None:
+    fetch = Fetch()
+
+    async def receive_then_rebalance(events: list[Any]) -> None:
+        fetch.received.append(events)
+        fetch.app.consumer_generation_id += 1
+
+    faustpatches.receive_in_bulk(fetch.app, ["a"], receive_then_rebalance)
+    await fetch.deliver(record("a", 0, 0), record("a", 1, 0))
+    assert [[e.message.partition for e in got] for got in fetch.received] == [[0]]
+
+
+async def test_a_full_receiver_holds_the_fetch_until_flow_is_suspended() -> None:
+    fetch = Fetch()
+    room = asyncio.Event()
+
+    async def full(events: list[Any]) -> None:
+        fetch.received.append(events)
+        await room.wait()
+
+    faustpatches.receive_in_bulk(fetch.app, ["a"], full)
+    delivering = asyncio.ensure_future(fetch.deliver(record("a", 0, 0), record("a", 1, 0)))
+    await asyncio.sleep(0.01)
+    assert not delivering.done() and len(fetch.received) == 1
+    fetch.consumer.stop_flow()  # a rebalance begins
+    await asyncio.wait_for(delivering, 5)
+    assert len(fetch.received) == 1  # abandoned, as Faust abandons a waiting delivery

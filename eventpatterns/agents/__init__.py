@@ -47,15 +47,15 @@ async def apply_batches(runtime: Runtime, stream: Any, max_events: int, within: 
             applied = runtime.process_batch(batch)
         except Exception:
             log.exception("applying a batch of %d events failed: one at a time now", len(batch))
-            if not await apply_one_at_a_time(runtime, stream, batch):
+            if not await apply_one_at_a_time(runtime, batch):
                 return
             continue
         if not await write(runtime, applied):
             return
-        await acknowledge(stream, batch)
+        acknowledge(batch)
 
 
-async def apply_one_at_a_time(runtime: Runtime, stream: Any, batch: list[Any]) -> bool:
+async def apply_one_at_a_time(runtime: Runtime, batch: list[Any]) -> bool:
     """Each event as a batch of its own; the ones the core fails on, dead letters.
 
     False once a write failed (the worker is stopping).
@@ -68,7 +68,7 @@ async def apply_one_at_a_time(runtime: Runtime, stream: Any, batch: list[Any]) -
             applied = runtime.reject(event, error)
         if not await write(runtime, applied):
             return False
-        await acknowledge(stream, [event])
+        acknowledge([event])
     return True
 
 

@@ -8,7 +8,9 @@ then its own batch; and every `within` it makes four tasks to wait (mode's
 arrives, so under load what queued while a batch was applied goes at once;
 events go on being buffered meanwhile (up to `max_events`, then the stream
 waits, as Faust's does); and an idle agent waits for an event without waking.
-The agent acknowledges a batch's events (`acknowledge`) once its writes are
+The consumer hands the buffer whole fetches where it can
+(`faustpatches.receive_in_bulk`), the stream's events come one by one. The
+agent acknowledges a batch's events (`acknowledge`) once its writes are
 durable, and never when they failed.
 """
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
+
+from ..faustpatches import receive_in_bulk
 
 
 class Buffer:
@@ -46,6 +50,21 @@ class Buffer:
         self.full.set()
         return self._when_taken(value)
 
+    async def receive(self, events: list[Any]) -> None:
+        """The consumer's bulk delivery (`faustpatches.receive_in_bulk`): a fetch's events.
+
+        Returns once there is room for more, so a full buffer holds the next fetch.
+        """
+        if not events:
+            return
+        if not self.events:
+            self.opened_at = asyncio.get_running_loop().time()
+            self.started.set()
+        self.events.extend(events)
+        if len(self.events) >= self.max_events:
+            self.full.set()
+            await self._when_taken(None)
+
     async def _when_taken(self, value: Any) -> Any:
         """Hold the stream until the full batch is taken (Faust's back-pressure)."""
         if self._room is None or self._room.done():
@@ -54,10 +73,15 @@ class Buffer:
         return value
 
     def take(self) -> list[Any]:
-        events, self.events = self.events, []
-        self.started.clear()
+        """The first `max_events` events; what a bulk delivery put past them stays."""
+        events = self.events[: self.max_events]
+        del self.events[: self.max_events]
+        if len(self.events) >= self.max_events:
+            return events  # still full: the window of the rest is over already
         self.full.clear()
         self.release()
+        if not self.events:
+            self.started.clear()
         return events
 
     def release(self) -> None:
@@ -78,6 +102,9 @@ async def take_batches(
     stream.enable_acks = False
     stream.add_processor(buffer.add)
     stream._enable_passive(aiter(stream.channel))
+    stop_receiving = receive_in_bulk(
+        stream.app, getattr(stream.channel, "topics", ()), buffer.receive
+    )
     try:
         while not stream.should_stop:
             if not buffer.events:
@@ -86,12 +113,28 @@ async def take_batches(
             remaining = buffer.opened_at + within - loop.time()
             if remaining > 0 and not buffer.full.is_set():
                 await stream.wait_for_stopped(buffer.full, timeout=remaining)
-            batch = buffer.take()
+            batch = current(stream.app, buffer.take())
             if batch:
                 yield batch
     finally:
+        stop_receiving()
         stream._processors.remove(buffer.add)
         buffer.release()
+
+
+def current(app: Any, events: list[Any]) -> list[Any]:
+    """The events fetched since the last rebalance, if flow is on.
+
+    The rest would be applied by a worker that may no longer own their
+    partitions; unacknowledged, they are fetched again (the stream skips them
+    the same way).
+    """
+    if not app.flow_control.is_active():
+        return []
+    generation = app.consumer_generation_id
+    if events and events[0].message.generation_id == generation:
+        return events  # the oldest is current, so are the rest
+    return [event for event in events if event.message.generation_id == generation]
 
 
 def batches(stream: Any, max_events: int, within: float) -> AsyncGenerator[list[Any], None]:
@@ -101,7 +144,11 @@ def batches(stream: Any, max_events: int, within: float) -> AsyncGenerator[list[
     return generator
 
 
-async def acknowledge(stream: Any, events: list[Any]) -> None:
-    """Let the consumer commit past these events (taken by `take_batches`)."""
+def acknowledge(events: list[Any]) -> None:
+    """Let the consumer commit past these events (taken by `take_batches`).
+
+    `Event.ack` alone: `Stream.ack` adds only calls to the monitor's per-event
+    bookkeeping, which the worker's monitor leaves out (`app.LeanMonitor`).
+    """
     for event in events:
-        await stream.ack(event)
+        event.ack()

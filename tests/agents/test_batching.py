@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventpatterns.agents.batching import Buffer, batches
+from eventpatterns.agents.batching import Buffer, batches, current
 
 
 class FakeStream:
@@ -57,6 +57,60 @@ async def test_a_full_buffer_holds_the_stream_until_the_batch_is_taken() -> None
 def test_an_event_without_a_current_event_is_refused() -> None:
     with pytest.raises(RuntimeError):
         Buffer(FakeStream(), 5).add("x")
+
+
+async def test_a_bulk_delivery_is_taken_in_batches_of_at_most_max_and_waits_while_full() -> None:
+    buffer = Buffer(FakeStream(), max_events=3)
+    delivering = asyncio.ensure_future(buffer.receive(list(range(7))))
+    await asyncio.sleep(0)
+    assert buffer.started.is_set() and buffer.full.is_set() and not delivering.done()
+    assert buffer.take() == [0, 1, 2]
+    await asyncio.sleep(0)
+    assert buffer.full.is_set() and not delivering.done()  # four left: still full
+    assert buffer.take() == [3, 4, 5]
+    await asyncio.wait_for(delivering, 5)  # room again: the consumer goes on
+    assert buffer.started.is_set() and not buffer.full.is_set()
+    assert buffer.take() == [6]
+    assert not buffer.started.is_set()
+
+
+async def test_a_bulk_delivery_with_room_left_returns_at_once() -> None:
+    buffer = Buffer(FakeStream(), max_events=5)
+    await asyncio.wait_for(buffer.receive(["a", "b"]), 1)
+    await asyncio.wait_for(buffer.receive([]), 1)
+    assert buffer.events == ["a", "b"] and not buffer.full.is_set()
+
+
+class Flow:
+    def __init__(self, active: bool) -> None:
+        self.active = active
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+class App:
+    def __init__(self, generation: int, flowing: bool = True) -> None:
+        self.consumer_generation_id = generation
+        self.flow_control = Flow(flowing)
+
+
+class Message:
+    def __init__(self, generation: int) -> None:
+        self.generation_id = generation
+
+
+class Event:
+    def __init__(self, generation: int) -> None:
+        self.message = Message(generation)
+
+
+def test_only_events_of_the_current_generation_are_applied_and_none_while_flow_is_held() -> None:
+    stale, fresh = Event(1), Event(2)
+    assert current(App(2), [stale, fresh, stale]) == [fresh]
+    assert current(App(2), [fresh, fresh]) == [fresh, fresh]
+    assert current(App(2, flowing=False), [fresh]) == []
+    assert current(App(3), [stale, fresh]) == []
 
 
 def batching_agent(max_events: int, within: float) -> tuple[Any, list[list[int]]]:

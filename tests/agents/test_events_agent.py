@@ -65,7 +65,7 @@ def log(monkeypatch: pytest.MonkeyPatch) -> Log:
     """What the runtime was asked and what the loop acknowledged, in order."""
     entries: Log = []
 
-    async def acknowledge(stream: Any, events: list[Any]) -> None:
+    def acknowledge(events: list[Any]) -> None:
         entries.append(("ack", tuple(event.value for event in events)))
 
     monkeypatch.setattr(agents, "acknowledge", acknowledge)
