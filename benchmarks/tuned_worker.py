@@ -13,16 +13,19 @@ BENCH_TAKE_EVENTS        batch with Faust's `Stream.take_events` (its window ope
                          previous batch is done), not `agents/batching.py`.
 BENCH_CONSUMER_THREAD    run the consumer in a thread of its own, as faust-streaming does,
                          without `faustpatches.consume_on_the_app_loop`.
+BENCH_RECORD_DELIVERY    deliver the events agent's records one by one through Faust's
+                         channel and stream, without `faustpatches.deliver_fetches_in_bulk`.
 
-Six proposals measured this way have landed (batch sends, uvloop, the garbage
+Seven proposals measured this way have landed (batch sends, uvloop, the garbage
 collector's thresholds with `gc.freeze()` after recovery, delivery without tasks,
-batches whose window opens at their first event, the consumer on the app's loop);
-the `asyncio`, `gcdefault`, `taskdelivery`, `takeevents` and `consumerthread`
-experiments run the worker without one of them, to measure what it gives. Others
-only set the worker's own settings: `fetch5` (a 5 ms fetch wait, for a broker that
-holds an empty fetch as long as it may, as Tansu does),
-`batchwait2` (a batch waits 2 ms to fill, not 5) and `batchwait10` (10 ms, the
-default until 2026-12-01).
+batches whose window opens at their first event, the consumer on the app's loop,
+fetches delivered to the agent whole); the `asyncio`, `gcdefault`, `taskdelivery`,
+`takeevents`, `consumerthread` and `recorddelivery` experiments run the worker
+without one of them, to measure what it gives. Others only set the worker's own
+settings: `fetch5` (a 5 ms fetch wait, for a broker that holds an empty fetch as
+long as it may, as Tansu does), `batchwait2` (a batch waits 2 ms to fill, not 5),
+`batchwait10` (10 ms, the default until 2026-12-01) and `batch250` (batches of
+at most 250 events, not 1,000).
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
 """
@@ -45,6 +48,8 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "switch1ms": {"BENCH_SWITCH_INTERVAL": "0.001"},
     "switch05ms": {"BENCH_SWITCH_INTERVAL": "0.0005"},
     "consumerthread": {"BENCH_CONSUMER_THREAD": "1"},
+    "recorddelivery": {"BENCH_RECORD_DELIVERY": "1"},
+    "batch250": {"EVENTPATTERNS_BATCH_SIZE": "250"},
 }
 
 
@@ -78,7 +83,15 @@ def _consume_in_a_thread() -> None:
     patches.consume_on_the_app_loop = lambda: None
 
 
+def _deliver_record_by_record() -> None:
+    import eventpatterns.faustpatches as patches
+
+    patches.deliver_fetches_in_bulk = lambda: None
+
+
 def main() -> int:
+    if os.environ.get("BENCH_RECORD_DELIVERY"):
+        _deliver_record_by_record()
     if os.environ.get("BENCH_CONSUMER_THREAD"):
         _consume_in_a_thread()
     if os.environ.get("BENCH_SWITCH_INTERVAL"):

@@ -147,8 +147,20 @@ def batches(stream: Any, max_events: int, within: float) -> AsyncGenerator[list[
 def acknowledge(events: list[Any]) -> None:
     """Let the consumer commit past these events (taken by `take_batches`).
 
-    `Event.ack` alone: `Stream.ack` adds only calls to the monitor's per-event
-    bookkeeping, which the worker's monitor leaves out (`app.LeanMonitor`).
+    What `Event.ack` does for each (`faustpatches.keep_stale_messages_unacked`
+    included), with its checks made once for the batch: nothing while flow is
+    held, nothing of an earlier generation. The agent holds each record's only
+    reference, so its acknowledgement is final (Faust's `Message.ack` counts
+    references down first). ~5 % of a worker's CPU when made event by event.
     """
+    if not events:
+        return
+    app = events[0].app
+    if not app.flow_control.is_active():
+        return
+    generation = app.consumer_generation_id
+    ack = app.consumer.ack
     for event in events:
-        event.ack()
+        message = event.message
+        if message.generation_id == generation:
+            ack(message)

@@ -7,10 +7,13 @@ from typing import Any
 
 import faust
 import pytest
+from faust.types import TP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventpatterns.agents.batching import Buffer, batches, current
+from eventpatterns import faustpatches
+from eventpatterns.agents.batching import Buffer, acknowledge, batches, current
+from tests.test_faustpatches import Fetch, record
 
 
 class FakeStream:
@@ -111,6 +114,32 @@ def test_only_events_of_the_current_generation_are_applied_and_none_while_flow_i
     assert current(App(2), [fresh, fresh]) == [fresh, fresh]
     assert current(App(2, flowing=False), [fresh]) == []
     assert current(App(3), [stale, fresh]) == []
+
+
+async def test_acknowledged_events_let_the_consumer_commit_past_them_unless_stale() -> None:
+    fetch = Fetch()
+    faustpatches_receive(fetch)
+    await fetch.deliver(record("a", 0, 0), record("a", 0, 1))
+    old = fetch.received[0]
+    fetch.app.consumer_generation_id += 1  # a rebalance since they were fetched
+    await fetch.deliver(record("a", 0, 2), record("a", 0, 3))
+    new = fetch.received[1]
+    acknowledge(old + new)
+    assert fetch.consumer._acked[TP("a", 0)] == [2, 3]
+    assert all(e.message.acked for e in new) and not any(e.message.acked for e in old)
+
+
+async def test_nothing_is_acknowledged_while_flow_is_held() -> None:
+    fetch = Fetch()
+    faustpatches_receive(fetch)
+    await fetch.deliver(record("a", 0, 0))
+    fetch.app.flow_control.suspend()
+    acknowledge(fetch.received[0])
+    assert not fetch.consumer._acked[TP("a", 0)]
+
+
+def faustpatches_receive(fetch: Fetch) -> None:
+    faustpatches.receive_in_bulk(fetch.app, ["a"], fetch.receive)
 
 
 def batching_agent(max_events: int, within: float) -> tuple[Any, list[list[int]]]:
