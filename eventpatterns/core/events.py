@@ -102,6 +102,11 @@ def _event_name(record: dict[str, Any], source: SourceSpec) -> str:
 
 def _event_time(record: dict[str, Any], spec: TimestampRef | None, received_at: int | None) -> int:
     value = record.get(spec.field) if spec is not None else None
+    if type(value) is int and spec is not None and spec.unit != "iso":
+        # The common case first, once per event: an integer in range.
+        micros = value // 1000 if spec.unit == "ns" else value * int(_UNIT_TO_US[spec.unit])
+        if MIN_US <= micros <= MAX_US:
+            return micros
     if value is None:
         if received_at is None:
             field_name = spec.field if spec is not None else "timestamp"
@@ -144,16 +149,18 @@ _UNIT_NAMES = {
 
 def _attributes(record: dict[str, Any], source: SourceSpec) -> dict[str, Any]:
     if source.attributes == "*":
-        skip = {source.user_id}
+        # A copy less the mapped fields: twice as fast as filtering each key.
+        attributes = dict(record)
+        attributes.pop(source.user_id, None)
         if isinstance(source.event, FieldRef):
-            skip.add(source.event.field)
+            attributes.pop(source.event.field, None)
         if source.timestamp is not None:
-            skip.add(source.timestamp.field)
-        return {key: value for key, value in record.items() if key not in skip}
+            attributes.pop(source.timestamp.field, None)
+        return attributes
     assert isinstance(source.attributes, FieldRef)
-    attributes = record.get(source.attributes.field)
-    if attributes is None:
+    nested = record.get(source.attributes.field)
+    if nested is None:
         return {}
-    if not isinstance(attributes, dict):
-        raise BadEvent(_field_problem(source.attributes.field, attributes, "an object"))
-    return attributes
+    if not isinstance(nested, dict):
+        raise BadEvent(_field_problem(source.attributes.field, nested, "an object"))
+    return nested
