@@ -73,7 +73,9 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-@dataclass(frozen=True, slots=True)
+# Incoming and Outgoing are made once per record: not frozen, as a frozen
+# dataclass's __init__ takes four times as long (0.71 against 0.17 us).
+@dataclass(slots=True)
 class Incoming:
     topic: str
     partition: int
@@ -84,7 +86,7 @@ class Incoming:
     """Microseconds; stands in for an event's absent timestamp."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outgoing:
     topic: str
     key: bytes | None
