@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from eventpatterns import processor as processor_module
 from eventpatterns.core.definitions import load_definitions_file
 from eventpatterns.core.state import UserState
 from eventpatterns.processor import (
@@ -142,6 +143,27 @@ def test_records_not_keyed_by_user_are_moved_to_the_events_topic() -> None:
         [Incoming(TOPICS.events, partition_for(b"u1", PARTITIONS), 0, b"u1", moved.value)],
     )
     assert again.events == 1
+
+
+def test_a_known_user_s_home_is_its_state_s_and_a_record_elsewhere_is_still_moved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proc = processor()
+    first, second, third, _ = home(clicks())
+    applied(proc, [first])  # u1 now has a state, written in its home partition
+    hashed: list[bytes] = []
+    monkeypatch.setattr(
+        processor_module,
+        "partition_for",
+        lambda key, count: hashed.append(key) or partition_for(key, count),
+    )
+    assert applied(proc, [second]).events == 1
+    elsewhere = Incoming(TOPICS.source, (third.partition + 1) % PARTITIONS, 9, b"u1", third.value)
+    result = applied(proc, [elsewhere])
+    assert (result.forwarded, result.events) == (1, 0)
+    assert hashed == []  # the home came from the stored state both times
+    assert applied(processor(), [elsewhere]).forwarded == 1  # an unknown user: hashed
+    assert hashed == [b"u1"]
 
 
 def test_bad_records_go_to_the_dead_letter_topic_with_a_reason() -> None:
