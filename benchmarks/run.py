@@ -509,8 +509,9 @@ def measure_latency(
     seconds: float,
     users: int,
     first_user: int,
+    broker: psutil.Process | None = None,
 ) -> dict[str, Any]:
-    """Paced latency records, and their outputs."""
+    """Paced latency records, and their outputs; and what the CPUs did meanwhile."""
     records = latency_records(int(rate * seconds) + 1, users, first_user)
     ours = {record["userId"] for record in records}
     before = child.count()
@@ -518,8 +519,10 @@ def measure_latency(
     url = procs.worker_url(child)
     batches_before = procs.metric(url, "eventpatterns_batch_events_count")
     tail = outputs_tail(bootstrap, child, prefix).start()
+    shares = CpuShares({"worker": child.ps, "broker": broker, "benchmark": psutil.Process()})
     try:
         sent, first_wall = paced_produce(bootstrap, latency_source(prefix), records, rate, seconds)
+        cpu_percent = shares.percent()
         produced_at = time.monotonic()
         drained = None
         while time.monotonic() - produced_at < 30:
@@ -556,11 +559,28 @@ def measure_latency(
         "drained_after_s": None if drained is None else round(drained, 2),
         "events_per_batch": round(sent / batches, 1) if batches else None,
         "worker_cpu_us_per_event": round(1e6 * cpu / max(1, sent)),
+        "cpu_percent_while_sending": cpu_percent,
         "offer": percentiles(offers),
         "offer_until_written": percentiles(in_worker),
         "offer_written_to_reader": percentiles(after_worker),
         "audit": percentiles(actions),
     }
+
+
+class CpuShares:
+    """Percent of a CPU each process used since this was made (None: not given)."""
+
+    def __init__(self, processes: dict[str, psutil.Process | None]) -> None:
+        self.processes = {name: p for name, p in processes.items() if p is not None}
+        self.started = time.monotonic()
+        self.before = {name: cpu_seconds(p) for name, p in self.processes.items()}
+
+    def percent(self) -> dict[str, float]:
+        elapsed = max(1e-9, time.monotonic() - self.started)
+        return {
+            name: round(100 * (cpu_seconds(p) - self.before[name]) / elapsed, 1)
+            for name, p in self.processes.items()
+        }
 
 
 # --------------------------------------------------------------------------- recovery
@@ -924,6 +944,7 @@ def run_latency(
                 seconds,
                 mode.e2e_users,
                 first_user=(5 + number) * 10_000_000,
+                broker=psutil.Process(broker.pid),
             )
             log(f"  {results.latency[load]}")
     finally:
@@ -1113,7 +1134,8 @@ def table(results: Results) -> str:
         )
         lines.append(
             f"  events per batch: {latency['events_per_batch']}; worker CPU per event: "
-            f"{latency['worker_cpu_us_per_event']} us"
+            f"{latency['worker_cpu_us_per_event']} us; % of a CPU while sending: "
+            f"{latency.get('cpu_percent_while_sending')}"
         )
         for key, label in (
             ("offer", "event -> offer"),
