@@ -204,7 +204,10 @@ def _known_home(held: tuple[Envelope, int] | None, stored: bytes | None) -> int 
 
     A state is applied and written only in its user's home partition: this
     batch's first event of the user was checked, and a stored value names
-    the partition it was written for (None in values older than that).
+    the partition it was written for (None in values older than that). The
+    one exception is a record put on the events topic elsewhere than Kafka's
+    default partitioner would (not by a worker, `post` or the API): applied
+    where it is, it makes that partition the user's until a record from home.
     """
     if held is not None:
         return held[1]
