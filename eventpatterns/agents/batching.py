@@ -41,9 +41,7 @@ class Buffer:
         event = self.stream.current_event
         if event is None:
             raise RuntimeError("a batched stream found no current event")
-        if not self.events:
-            self.opened_at = asyncio.get_running_loop().time()
-            self.started.set()
+        self._open_if_empty()
         self.events.append(event)
         if len(self.events) < self.max_events:
             return value
@@ -57,13 +55,17 @@ class Buffer:
         """
         if not events:
             return
-        if not self.events:
-            self.opened_at = asyncio.get_running_loop().time()
-            self.started.set()
+        self._open_if_empty()
         self.events.extend(events)
         if len(self.events) >= self.max_events:
             self.full.set()
             await self._when_taken(None)
+
+    def _open_if_empty(self) -> None:
+        """A batch's window opens at its first event."""
+        if not self.events:
+            self.opened_at = asyncio.get_running_loop().time()
+            self.started.set()
 
     async def _when_taken(self, value: Any) -> Any:
         """Hold the stream until the full batch is taken (Faust's back-pressure)."""
