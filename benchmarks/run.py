@@ -50,6 +50,7 @@ import orjson
 import psutil
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from eventpatterns import compiled
 from eventpatterns.broker import EmbeddedBroker
 from eventpatterns.core.definitions import load_definitions_file
 from eventpatterns.processor import pack_stored, partition_for, unpack_stored
@@ -204,6 +205,7 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": sys.version.split()[0],
+        "compiled_core": compiled.is_compiled(),  # python -m eventpatterns.compiled
         "load_average_1m_at_start": round(os.getloadavg()[0], 2),
     }
 

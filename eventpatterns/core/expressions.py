@@ -747,7 +747,7 @@ def _parse(source: object) -> tuple[str, int, ast.Expression]:
 
 
 def compile_expression(
-    source: str,
+    source: object,  # checked in _parse: compiled with mypyc, a `str` would be a TypeError
     *,
     aliases: Collection[str] = (),
     later_aliases: Collection[str] = (),
@@ -760,6 +760,7 @@ def compile_expression(
     bare names looked up in the ``context`` mapping instead of the event.
     """
     text, line_offset, tree = _parse(source)
+    assert isinstance(source, str)  # _parse refused anything else
     _check_depth(tree)
     compiler = _Compiler(
         text,
