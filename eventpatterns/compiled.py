@@ -12,9 +12,9 @@ edited module would otherwise be shadowed by its old compiled self. Without a
 build, everything runs interpreted, as before. This module imports no part of
 the core, so it can rebuild or remove a stale build.
 
-Left interpreted: `state.py` (builds objects with `cls.__new__`), `definitions.py`
-and `spec.py` (pydantic and YAML, loaded once), `explain.py`, and the runtime
-around the core (`processor.py`: compiled, it gained nothing measurable).
+Left interpreted: `definitions.py` and `spec.py` (pydantic and YAML, loaded
+once), `explain.py`, and the runtime around the core (`processor.py`: compiled,
+it gained nothing measurable).
 """
 
 from __future__ import annotations
@@ -30,7 +30,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 CORE = PACKAGE / "core"
-MODULES = ("actions", "dispatch", "evaluator", "events", "expressions", "templates", "timeutil")
+MODULES = (
+    "actions",
+    "dispatch",
+    "evaluator",
+    "events",
+    "expressions",
+    "state",
+    "templates",
+    "timeutil",
+)
 STAMP = CORE / "compiled.json"
 """Module -> sha256 of the source each extension was built from, and mypyc's shared library."""
 

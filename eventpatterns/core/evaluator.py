@@ -195,7 +195,7 @@ class Engine:
     def _pattern_state(self, state: UserState, pattern: Pattern) -> PatternState:
         ps = state.patterns.get(pattern.id)
         if ps is None or ps.fingerprint != pattern.fingerprint:
-            ps = PatternState(pattern.fingerprint, len(pattern.events))
+            ps = PatternState.new(pattern.fingerprint, len(pattern.events))
             state.patterns[pattern.id] = ps
         return ps
 

@@ -160,7 +160,7 @@ def _aggregate_views(pattern: Pattern, ps: PatternState | None, view: _StepView)
     step = view.step
     probe: PatternState | None = None
     if ps is not None:
-        probe = PatternState(ps.fingerprint, len(pattern.events))
+        probe = PatternState.new(ps.fingerprint, len(pattern.events))
         probe.occurrences[step.index] = view.live_store
     for aggregate in step.aggregates:
         current = aggregate_value(pattern, probe, step, aggregate) if probe is not None else 0.0

@@ -47,20 +47,34 @@ class PatternState:
         "suspended_until",
     )
 
-    def __init__(self, fingerprint: str, steps: int) -> None:
+    def __init__(
+        self,
+        fingerprint: str,
+        status: int,
+        occurrences: list[list[Any]],
+        runs: list[list[Any]],
+        last_value: Any,
+        suspended_until: int | None,
+        dropped: int,
+    ) -> None:
         self.fingerprint = fingerprint
-        self.status = NOT_MET
-        self.occurrences: list[list[Any]] = [[] for _ in range(steps)]
+        self.status = status
+        self.occurrences = occurrences
         """Per composing event. Windowed: [[time, seq, value...], ...] oldest first.
         Unbounded: [count, first_time, last_time, sum, min, max (per aggregated attribute)...]."""
-        self.runs: list[list[Any]] = []
+        self.runs = runs
         """Sequence partial matches:
         [steps_matched, start_time, start_seq, last_time, last_seq, bound]."""
-        self.last_value: Any = MISSING
+        self.last_value = last_value
         """For ignore_repeats: the previous composing event's value (MISSING: none)."""
-        self.suspended_until: int | None = None
-        self.dropped = 0
+        self.suspended_until = suspended_until
+        self.dropped = dropped
         """Partial matches or occurrences dropped by the caps (documented limits)."""
+
+    @classmethod
+    def new(cls, fingerprint: str, steps: int) -> PatternState:
+        """A pattern's state before any event."""
+        return cls(fingerprint, NOT_MET, [[] for _ in range(steps)], [], MISSING, None, 0)
 
     def clear_occurrences(self) -> None:
         for index in range(len(self.occurrences)):
@@ -85,19 +99,9 @@ class PatternState:
 
     @classmethod
     def from_wire(cls, wire: list[Any]) -> PatternState:
-        state = cls.__new__(cls)
-        (
-            state.fingerprint,
-            state.status,
-            state.occurrences,
-            state.runs,
-            has_last,
-            last_value,
-            state.suspended_until,
-            state.dropped,
-        ) = wire
-        state.last_value = last_value if has_last else MISSING
-        return state
+        fingerprint, status, occurrences, runs, has_last, last_value, until, dropped = wire
+        last = last_value if has_last else MISSING
+        return cls(fingerprint, status, occurrences, runs, last, until, dropped)
 
 
 class UserState:
@@ -181,7 +185,7 @@ class UserState:
         if not isinstance(wire, list) or not wire or wire[0] != FORMAT_VERSION:
             version = wire[0] if isinstance(wire, list) and wire else None
             raise StateFormatError(f"unsupported state format version {version!r}")
-        state = cls.__new__(cls)
+        state = cls(wire[1])
         (
             _,
             state.user_id,
