@@ -124,6 +124,12 @@ _HEAD = struct.Struct(">BqH")
 _HEAD_V1 = struct.Struct(">Bq")
 NO_PARTITION = 0xFFFF
 _COMPRESSOR = zstandard.ZstdCompressor(level=1, write_checksum=False)
+_SMALL_COMPRESSOR = zstandard.ZstdCompressor(level=-1, write_checksum=False)
+SMALL_STATE = 512
+"""Envelopes up to this many bytes are compressed at zstd's fast level -1: level 1
+costs ~2.6 us whatever the size below that, -1 ~0.7 us for ~15 % more bytes
+(clickstream states of ~180 B: 138 against 164 B); larger ones (~900 B with ten
+patterns) keep level 1, where -1 would cost a quarter more memory."""
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
 
 
@@ -163,7 +169,8 @@ def pack_stored(plain: bytes, due: int | None, partition: int | None = None) -> 
     head = _HEAD.pack(
         STORED_FORMAT, -1 if due is None else due, NO_PARTITION if partition is None else partition
     )
-    return head + _COMPRESSOR.compress(plain)
+    compressor = _SMALL_COMPRESSOR if len(plain) <= SMALL_STATE else _COMPRESSOR
+    return head + compressor.compress(plain)
 
 
 def _head_size(raw: bytes) -> int:

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from eventpatterns import processor as processor_module
 from eventpatterns.core.definitions import load_definitions_file
 from eventpatterns.core.state import UserState
 from eventpatterns.processor import (
+    SMALL_STATE,
     BatchProcessor,
     BatchResult,
     Envelope,
@@ -164,6 +166,31 @@ def test_a_known_user_s_home_is_its_state_s_and_a_record_elsewhere_is_still_move
     assert hashed == []  # the home came from the stored state both times
     assert applied(processor(), [elsewhere]).forwarded == 1  # an unknown user: hashed
     assert hashed == [b"u1"]
+
+
+@given(
+    plain=st.binary(max_size=2048) | st.text(max_size=1500).map(str.encode),
+    due=st.none() | st.integers(0, 2**62),
+    partition=st.none() | st.integers(0, 1000),
+)
+def test_stored_values_of_any_size_round_trip(
+    plain: bytes, due: int | None, partition: int | None
+) -> None:
+    raw = pack_stored(plain, due, partition)
+    assert unpack_stored(raw) == plain
+    assert stored_next_due(raw) == due and stored_partition(raw) == partition
+
+
+def test_small_states_take_the_fast_level_and_stay_compressed() -> None:
+    store = MemoryStore()
+    applied(processor(store), home(clicks()))
+    plain = unpack_stored(store.values["u1"])
+    assert len(plain) <= SMALL_STATE  # a clickstream state: the fast level
+    raw = pack_stored(plain, None, 0)
+    assert len(raw) < len(plain)
+    big = plain * 4  # over the threshold: level 1, the smaller output
+    fast = zstandard.ZstdCompressor(level=-1, write_checksum=False).compress(big)
+    assert len(pack_stored(big, None, 0)) - 11 < len(fast)
 
 
 def test_bad_records_go_to_the_dead_letter_topic_with_a_reason() -> None:
