@@ -36,6 +36,7 @@ MODULES = (
     "evaluator",
     "events",
     "expressions",
+    "keys",
     "state",
     "templates",
     "timeutil",

@@ -29,44 +29,9 @@ import zstandard
 from .core.definitions import Definitions
 from .core.evaluator import Engine
 from .core.events import DEFAULT_SOURCE, BadEvent, Event, decode_event
+from .core.keys import murmur2 as murmur2
+from .core.keys import partition_for as partition_for
 from .core.state import UserState
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partition for a key (murmur2, as the Java client and aiokafka)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-_WORDS = [struct.Struct(f"<{count}I") for count in range(64)]
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (seed 0x9747b28c), as aiokafka's, in half its time.
-
-    Once per event and per record written: the words are unpacked at once, and
-    a 32-bit product is masked once instead of after every step.
-    """
-    length = len(data)
-    h = 0x9747B28C ^ length
-    count = length >> 2
-    unpack = _WORDS[count] if count < len(_WORDS) else struct.Struct(f"<{count}I")
-    for k in unpack.unpack_from(data):
-        k = (k * _M) & _MASK
-        k ^= k >> 24
-        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
-    tail = length & 3
-    if tail:
-        base = length - tail
-        if tail == 3:
-            h ^= data[base + 2] << 16
-        if tail >= 2:
-            h ^= data[base + 1] << 8
-        h = ((h ^ data[base]) * _M) & _MASK
-    h ^= h >> 13
-    h = (h * _M) & _MASK
-    return h ^ (h >> 15)
 
 
 def now_us() -> int:

@@ -58,6 +58,7 @@ def test_the_build_is_imported_in_place_of_the_sources(built: Path) -> None:
         "evaluator",
         "events",
         "expressions",
+        "keys",
         "state",
         "templates",
         "timeutil",
