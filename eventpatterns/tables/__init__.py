@@ -91,8 +91,13 @@ class TableStateStore:
 
     def get(self, user_id: str) -> bytes | None:
         # From the store itself: the table's own get adds only Faust's per-key sensor
-        # calls, on every event.
-        value: bytes | None = self.state.data.get(user_id.encode())
+        # calls, on every event. The memory store's dict directly: its `get` is
+        # `Mapping.get` over `__getitem__`, a raised KeyError for every new user.
+        store = self.state.data
+        key = user_id.encode()
+        value: bytes | None = (
+            store.data.get(key) if isinstance(store, BulkRestoredStore) else store.get(key)
+        )
         return value
 
     def put(self, user_id: str, value: bytes, partition: int) -> None:
