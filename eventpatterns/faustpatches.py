@@ -380,6 +380,44 @@ def _tracked_events(consumer: Any, messages: list[Any]) -> list[Any]:
     return events
 
 
+def acknowledge_all(consumer: Any, messages: list[Any]) -> None:
+    """`Consumer.ack` for many records: the same bookkeeping, Faust's ack lock taken once.
+
+    Per record, `Consumer.ack` takes the lock, asks whether the topic is acked and
+    wakes whoever waits for acks: ~4 % of a worker's CPU, for the agent's batches.
+    """
+    from faust.types.tuples import ack_lock
+    from mode.utils.futures import notify
+
+    acks_enabled_for = consumer.app.topics.acks_enabled_for
+    committed_offsets = consumer._committed_offset
+    acked_index, acked, unacked = consumer._acked_index, consumer._acked, consumer.unacked
+    enabled: dict[str, bool] = {}
+    count = 0
+    with ack_lock:
+        for message in messages:
+            if message.acked:
+                continue
+            message.acked = True
+            topic = message.topic
+            if topic not in enabled:
+                enabled[topic] = acks_enabled_for(topic)
+            if not enabled[topic]:
+                continue
+            tp, offset = message.tp, message.offset
+            committed = committed_offsets[tp]
+            if committed is not None and offset < committed:
+                continue
+            index = acked_index[tp]
+            if offset not in index:
+                unacked.discard(message)
+                index.add(offset)
+                acked[tp].append(offset)
+                count += 1
+        consumer._n_acked += count
+    notify(consumer._waiting_for_ack)
+
+
 def _maybe_set_exception(future: Any, error: BaseException) -> None:
     if future is not None and not future.done():
         future.set_exception(error)

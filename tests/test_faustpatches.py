@@ -328,3 +328,38 @@ async def test_a_full_receiver_holds_the_fetch_until_flow_is_suspended() -> None
     fetch.consumer.stop_flow()  # a rebalance begins
     await asyncio.wait_for(delivering, 5)
     assert len(fetch.received) == 1  # abandoned, as Faust abandons a waiting delivery
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    offsets=st.lists(st.integers(0, 30), max_size=25),
+    committed=st.none() | st.integers(0, 30),
+    acked_before=st.lists(st.integers(0, 30), max_size=5),
+)
+def test_acknowledging_all_at_once_keeps_the_books_as_one_by_one(
+    offsets: list[int], committed: int | None, acked_before: list[int]
+) -> None:
+    async def books(all_at_once: bool) -> tuple[Any, ...]:
+        fetch = Fetch(acking=("a",))  # "b" is not an acking topic
+        consumer = fetch.consumer
+        consumer._committed_offset[TP("a", 0)] = committed
+        for offset in acked_before:
+            consumer._acked_index[TP("a", 0)].add(offset)
+        faustpatches.receive_in_bulk(fetch.app, ["a", "b"], fetch.receive)
+        await fetch.deliver(*[record("a", 0, o) for o in offsets], record("b", 0, 1))
+        messages = [event.message for got in fetch.received for event in got]
+        messages += messages[:2]  # acknowledged twice: counted once
+        if all_at_once:
+            faustpatches.acknowledge_all(consumer, messages)
+        else:
+            for message in messages:
+                consumer.ack(message)
+        return (
+            dict(consumer._acked),
+            {tp: sorted(index) for tp, index in consumer._acked_index.items()},
+            consumer._n_acked,
+            [m.acked for m in messages],
+            sorted((m.topic, m.offset) for m in consumer.unacked),
+        )
+
+    assert asyncio.run(books(True)) == asyncio.run(books(False))

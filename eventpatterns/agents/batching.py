@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from ..faustpatches import receive_in_bulk
+from ..faustpatches import acknowledge_all, receive_in_bulk
 
 
 class Buffer:
@@ -151,9 +151,11 @@ def acknowledge(events: list[Any]) -> None:
 
     What `Event.ack` does for each (`faustpatches.keep_stale_messages_unacked`
     included), with its checks made once for the batch: nothing while flow is
-    held, nothing of an earlier generation. The agent holds each record's only
-    reference, so its acknowledgement is final (Faust's `Message.ack` counts
-    references down first). ~5 % of a worker's CPU when made event by event.
+    held, nothing of an earlier generation; and `Consumer.ack`'s bookkeeping for
+    the batch at once (`faustpatches.acknowledge_all`). The agent holds each
+    record's only reference, so its acknowledgement is final (Faust's
+    `Message.ack` counts references down first). ~8 % of a worker's CPU when
+    made event by event.
     """
     if not events:
         return
@@ -161,8 +163,5 @@ def acknowledge(events: list[Any]) -> None:
     if not app.flow_control.is_active():
         return
     generation = app.consumer_generation_id
-    ack = app.consumer.ack
-    for event in events:
-        message = event.message
-        if message.generation_id == generation:
-            ack(message)
+    messages = [event.message for event in events]
+    acknowledge_all(app.consumer, [m for m in messages if m.generation_id == generation])
