@@ -4,7 +4,7 @@
     python -m eventpatterns.compiled --clean    # back to interpreted
 
 The build turns the core's hot modules into C extensions with mypyc (shipped
-with mypy): ten patterns run ~1.3x as many events per second per worker
+with mypy): ten patterns run ~1.5x as many events per second per worker
 (benchmarks/README.md). Python imports an extension before the module's
 source, so the build records a hash of each source it compiled, and importing
 `eventpatterns.core` refuses a build whose sources have changed since: an
