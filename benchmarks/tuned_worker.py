@@ -73,8 +73,13 @@ def _keep_task_delivery() -> None:
 
 def _batch_with_take_events() -> None:
     import eventpatterns.agents as agents
+    from eventpatterns.faustpatches import fetched_from_event
 
-    agents.batches = lambda stream, size, within: stream.take_events(size, within=within)  # type: ignore[assignment]
+    async def take_events(stream: Any, size: int, within: float) -> Any:
+        async for events in stream.take_events(size, within=within):
+            yield [fetched_from_event(event) for event in events]  # what the agent applies
+
+    agents.batches = take_events  # type: ignore[assignment]
 
 
 def _consume_in_a_thread() -> None:

@@ -25,9 +25,10 @@ from . import faustpatches, tables
 from .broker import to_bootstrap
 from .core.definitions import Definitions
 from .core.events import Event
+from .faustpatches import FetchedRecord
 from .gctuning import freeze_survivors
 from .metrics import Metrics
-from .processor import BatchProcessor, BatchResult, Incoming
+from .processor import BatchProcessor, BatchResult
 from .redislog import TransitionLog
 from .scheduler import TimerService
 from .sending import RecordBatches
@@ -191,25 +192,19 @@ class Runtime:
 
     # ------------------------------------------------------------------ batches
 
-    def process_batch(self, events: list[Any]) -> AppliedBatch:
+    def process_batch(self, records: list[FetchedRecord]) -> AppliedBatch:
         """Apply a batch the agent took; what to write is `commit_batch`'s."""
         started = time.perf_counter()
-        by_partition = {}
-        incoming = []
-        received = time.time_ns() // 1000
-        for event in events:
-            by_partition[event.message.partition] = event
-            incoming.append(_incoming(event, received))
-        result = self.processor.process(incoming)
-        self.metrics.observe_batch(result, time.perf_counter() - started, len(events))
-        self.metrics.observe_lag([e.message.timestamp for e in events], time.time())
-        return AppliedBatch(result, _outputs(result), by_partition)
+        result = self.processor.process(records)
+        self.metrics.observe_batch(result, time.perf_counter() - started, len(records))
+        self.metrics.observe_lag([record.timestamp_ms for record in records], time.time())
+        return AppliedBatch(result, _outputs(result))
 
-    def reject(self, event: Any, error: BaseException) -> AppliedBatch:
-        """An event the core failed on, to the dead-letter topic (`agents.apply_batches`)."""
-        result = self.processor.reject(_incoming(event, time.time_ns() // 1000), error)
+    def reject(self, record: FetchedRecord, error: BaseException) -> AppliedBatch:
+        """A record the core failed on, to the dead-letter topic (`agents.apply_batches`)."""
+        result = self.processor.reject(record, error)
         self.metrics.observe_batch(result, 0.0, 1)
-        return AppliedBatch(result, _outputs(result), {event.message.partition: event})
+        return AppliedBatch(result, _outputs(result))
 
     def fail(self, error: BaseException) -> None:
         """A batch's writes failed: stop the worker, with an error, before anything else.
@@ -235,7 +230,6 @@ class Runtime:
         """
         producer = self.app.producer._ensure_producer()
         await applied.outputs.send(producer)
-        self.store.events_by_partition = applied.events_by_partition
         self.processor.write_states(applied.result)
         self.timer_service.update_all(
             (user_id.encode(), due) for user_id, due in applied.result.timers.items()
@@ -334,20 +328,6 @@ class AppliedBatch:
     result: BatchResult
     outputs: RecordBatches
     """Its outputs, produced as whole record batches."""
-    events_by_partition: dict[int, Any]
-    """An event of each partition in it: a RocksDB table write names its partition so."""
-
-
-def _incoming(event: Any, received: int) -> Incoming:
-    message, key, value = event.message, event.key, event.value
-    return Incoming(
-        message.topic,
-        message.partition,
-        message.offset,
-        key if key is None or isinstance(key, bytes) else str(key).encode(),
-        value if isinstance(value, bytes) else bytes(value or b""),
-        received,
-    )
 
 
 def _outputs(result: BatchResult) -> RecordBatches:

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
+from dataclasses import dataclass
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
+
+from .processor import Incoming
 
 
 def apply_all(fetch_wait_ms: int) -> None:
@@ -238,8 +244,61 @@ def consume_on_the_app_loop() -> None:
     thread._stopped_set = stopped_set  # type: ignore[method-assign]
 
 
-BulkReceiver = Callable[[list[Any]], Awaitable[None]]
-"""Takes the events of one fetched partition, in order; returns once it has room for more."""
+BulkReceiver = Callable[[list["FetchedRecord"]], Awaitable[None]]
+"""Takes the records of one fetched partition, in order; returns once it has room for more."""
+
+
+class PendingFetch:
+    """A fetched partition's records that the agent has not all acknowledged yet.
+
+    Faust tracks each record's message in `Consumer.unacked`, and a rebalance or
+    a shutdown waits for that set to empty (`stream_wait_empty`). Records
+    delivered in bulk are tracked by their fetch instead: one entry per fetch,
+    taken out once all of its records are acknowledged. The set holds weak
+    references, as for Faust's messages: records dropped unacknowledged (of an
+    earlier generation) take their fetch out of it with them. `message` is
+    Faust's own, for a record that came the stream's way.
+    """
+
+    __slots__ = ("__weakref__", "acked", "message", "refcount", "tp")
+
+    def __init__(self, tp: Any, refcount: int, message: Any = None) -> None:
+        self.tp = tp
+        self.refcount = refcount
+        """Records not acknowledged yet (Faust's `wait_empty` logs a message's refcount)."""
+        self.acked = False
+        self.message = message
+
+
+@dataclass(slots=True)
+class FetchedRecord(Incoming):
+    """A consumed record as the processor takes it, and what acknowledging it needs.
+
+    Made straight from aiokafka's record: Faust's message and event for each
+    record were ~10 % of a worker's CPU with the seed's patterns.
+    """
+
+    timestamp_ms: int | None = None
+    generation_id: int = 0
+    """The consumer generation it was fetched in; after a rebalance it is stale."""
+    fetch: PendingFetch | None = None
+
+
+def fetched_from_event(event: Any) -> FetchedRecord:
+    """A record that took Faust's path (a Faust event), as the bulk path makes them."""
+    message, key, value = event.message, event.key, event.value
+    timestamp = message.timestamp
+    return FetchedRecord(
+        message.topic,
+        message.partition,
+        message.offset,
+        key if key is None or isinstance(key, bytes) else str(key).encode(),
+        value if isinstance(value, bytes) else bytes(value or b""),
+        time.time_ns() // 1000,
+        None if timestamp is None else round(timestamp * 1000),
+        message.generation_id,
+        PendingFetch(message.tp, 1, message),
+    )
 
 
 def receive_in_bulk(app: Any, topics: Iterable[str], receiver: BulkReceiver) -> Callable[[], None]:
@@ -273,8 +332,9 @@ def deliver_fetches_in_bulk() -> None:
     processors, for records the events agent only gathers into batches. Handed
     over a fetch at a time, a worker applies 2.4x the events per second with the
     seed's patterns (benchmarks/README.md). Records of a topic with a receiver
-    (`receive_in_bulk`) now become events a partition's fetch at a time, tracked
-    and counted for acknowledgement as the stream does, and the receiver's
+    (`receive_in_bulk`) now go to it a partition's fetch at a time, as records
+    the processor takes (`FetchedRecord`), without Faust's message and event for
+    each, tracked for acknowledgement by their fetch (`PendingFetch`); the receiver's
     wait for room holds the next fetch (back-pressure) unless flow is suspended
     for a rebalance. Records of other topics (the definitions topic, Faust's
     own) take Faust's path, record by record, unchanged.
@@ -327,23 +387,23 @@ async def _deliver_fetch(consumer: Any, records: Any, active_partitions: Any) ->
         ):
             continue
         app.monitor.track_tp_end_offset(tp, consumer.highwater(tp))
-        messages = await _new_messages(consumer, tp, tp_records)
+        new = await _new_records(consumer, tp, tp_records)
         receiver = receivers.get(tp.topic)
         if receiver is None:
-            for message in messages:
-                await _deliver_one(consumer, message)
-        elif messages:
+            to_message = consumer._to_message
+            for record in new:
+                await _deliver_one(consumer, to_message(tp, record))
+        elif new:
             await consumer.wait_first(
-                receiver(_tracked_events(consumer, messages)), consumer.suspend_flow.wait()
+                receiver(_fetched_records(consumer, tp, new)), consumer.suspend_flow.wait()
             )
 
 
-async def _new_messages(consumer: Any, tp: Any, tp_records: list[Any]) -> list[Any]:
-    """The records not read before, as Faust's messages; gaps in offsets noted for commits."""
+async def _new_records(consumer: Any, tp: Any, tp_records: list[Any]) -> list[Any]:
+    """The records not read before; gaps in offsets noted for commits (Faust's `getmany`)."""
     read_offsets = consumer._read_offset
     acks_enabled = consumer.app.topics.acks_enabled_for(tp.topic)
-    to_message = consumer._to_message
-    messages = []
+    new = []
     for record in tp_records:
         offset = record.offset
         read = read_offsets[tp]
@@ -352,32 +412,95 @@ async def _new_messages(consumer: Any, tp: Any, tp_records: list[Any]) -> list[A
         if acks_enabled and read and offset - read > 1:
             await consumer._add_gap(tp, read + 1, offset)
         read_offsets[tp] = offset
-        messages.append(to_message(tp, record))
+        new.append(record)
     commit_every = consumer._commit_every
     if commit_every is not None and consumer._n_acked >= commit_every:
         consumer._n_acked = 0
         await consumer.commit()
-    return messages
+    return new
 
 
 async def _deliver_one(consumer: Any, message: Any) -> None:
     await consumer.wait_first(consumer.callback(message), consumer.suspend_flow.wait())
 
 
-def _tracked_events(consumer: Any, messages: list[Any]) -> list[Any]:
-    """Events of `messages`, each pending acknowledgement, as the stream would make them."""
+def _fetched_records(consumer: Any, tp: Any, records: list[Any]) -> list[FetchedRecord]:
+    """aiokafka's records of one partition, pending acknowledgement as one fetch."""
     app = consumer.app
-    event_class = app.conf.Event
-    tracking = messages[0].topic in app.topics.acking_topics
-    unacked = consumer.unacked
-    events = []
-    for message in messages:
-        message.incref()
-        if tracking and not message.tracked:
-            message.tracked = True
-            unacked.add(message)
-        events.append(event_class(app, message.key, message.value, message.headers, message))
-    return events
+    fetch = PendingFetch(tp, len(records))
+    if tp.topic in app.topics.acking_topics:
+        consumer.unacked.add(fetch)
+    generation, received = app.consumer_generation_id, time.time_ns() // 1000
+    return [
+        FetchedRecord(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value or b"",
+            received,
+            record.timestamp,
+            generation,
+            fetch,
+        )
+        for record in records
+    ]
+
+
+def acknowledge_fetched(consumer: Any, records: list[FetchedRecord]) -> None:
+    """`Consumer.ack`'s bookkeeping for a batch of fetched records, a fetch at a time.
+
+    The offsets go where `Consumer.ack` puts a message's (what the next commit
+    goes past), each fetch leaves `Consumer.unacked` once all of its records
+    are acknowledged, and records that took Faust's path are acknowledged as
+    their messages (`acknowledge_all`).
+    """
+    from faust.types.tuples import ack_lock
+    from mode.utils.futures import notify
+
+    acks_enabled_for = consumer.app.topics.acks_enabled_for
+    committed_offsets = consumer._committed_offset
+    acked_index, acked, unacked = consumer._acked_index, consumer._acked, consumer.unacked
+    enabled: dict[str, bool] = {}
+    messages = []
+    count = 0
+    with ack_lock:
+        for fetch, group in groupby(records, _fetch_of):
+            if fetch.message is not None:
+                messages.append(fetch.message)
+                continue
+            offsets = list(map(_offset_of, group))
+            if fetch.acked:
+                continue
+            fetch.refcount -= len(offsets)
+            if fetch.refcount <= 0:
+                fetch.acked = True
+                unacked.discard(fetch)
+            tp = fetch.tp
+            if tp.topic not in enabled:
+                enabled[tp.topic] = acks_enabled_for(tp.topic)
+            if not enabled[tp.topic]:
+                continue
+            committed = committed_offsets[tp]
+            index = acked_index.get(tp, ())
+            new = [
+                offset
+                for offset in dict.fromkeys(offsets)  # once each, as Faust's index does
+                if (committed is None or offset >= committed) and offset not in index
+            ]
+            if new:
+                acked_index[tp].update(new)
+                acked[tp].extend(new)
+                count += len(new)
+        consumer._n_acked += count
+    if messages:
+        acknowledge_all(consumer, messages)
+    else:
+        notify(consumer._waiting_for_ack)
+
+
+_fetch_of = attrgetter("fetch")
+_offset_of = attrgetter("offset")
 
 
 def acknowledge_all(consumer: Any, messages: list[Any]) -> None:

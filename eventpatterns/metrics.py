@@ -76,11 +76,11 @@ class Metrics:
         self.batch_latency.observe(seconds)
         self.batch_size.observe(size)
 
-    def observe_lag(self, produced: list[float | None], now: float) -> None:
-        """`produced`: the batch's records' Kafka timestamps in seconds, as Faust gives them."""
-        known = [stamp for stamp in produced if stamp is not None and stamp > 0]
+    def observe_lag(self, produced_ms: list[int | None], now: float) -> None:
+        """`produced_ms`: the batch's records' Kafka timestamps, in milliseconds."""
+        known = [stamp for stamp in produced_ms if stamp is not None and stamp > 0]
         if known:
-            self.lag.set(max(0.0, now - min(known)))
+            self.lag.set(max(0.0, now - min(known) / 1000))
 
     def observe_record(self, record: Mapping[str, Any]) -> None:
         kind = record["kind"]

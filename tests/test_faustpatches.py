@@ -5,8 +5,11 @@ loop (`consume_on_the_app_loop`) and fetches delivered in bulk (`deliver_fetches
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
+import itertools
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -250,14 +253,17 @@ class Fetch:
         self.consumer.highwater = lambda tp: 100  # the broker's answer, not asked here
         self.one_by_one: list[int] = []
 
+        self.messages: list[Any] = []
+
         async def faust_path(message: Any) -> None:
             self.one_by_one.append(message.offset)
+            self.messages.append(message)
 
         self.consumer.callback = faust_path
         self.received: list[list[Any]] = []
 
-    async def receive(self, events: list[Any]) -> None:
-        self.received.append(events)
+    async def receive(self, records: list[Any]) -> None:
+        self.received.append(records)
 
     async def deliver(self, *records: ConsumerRecord[bytes, bytes]) -> None:
         fetched: dict[TP, list[Any]] = {}
@@ -266,21 +272,48 @@ class Fetch:
         await faustpatches._deliver_fetch(self.consumer, fetched, set(fetched))
 
 
-async def test_a_bulk_topic_s_fetch_arrives_as_one_list_of_events_tracked_for_acks() -> None:
+async def test_a_bulk_topic_s_fetch_arrives_as_one_list_of_records_tracked_for_acks() -> None:
     fetch = Fetch()
     faustpatches.receive_in_bulk(fetch.app, ["a", "b"], fetch.receive)
     await fetch.deliver(
         record("a", 0, 5), record("a", 0, 6), record("b", 1, 0), record("other", 0, 3)
     )
-    received = [[(e.message.topic, e.message.offset, e.value) for e in b] for b in fetch.received]
-    assert received == [[("a", 5, b"a5"), ("a", 6, b"a6")], [("b", 0, b"b0")]]
+    received = [[(r.topic, r.partition, r.offset, r.value) for r in b] for b in fetch.received]
+    assert received == [[("a", 0, 5, b"a5"), ("a", 0, 6, b"a6")], [("b", 1, 0, b"b0")]]
     assert fetch.one_by_one == [3]  # a topic without a receiver takes Faust's path
-    events = [event for got in fetch.received for event in got]
-    assert {event.message for event in events} <= set(fetch.consumer.unacked)
-    assert all(e.message.refcount == 1 and e.message.tracked for e in events)
-    assert events[0].ack()
+    a5, a6 = fetch.received[0]
+    assert (a5.key, a5.timestamp_ms, a5.generation_id) == (b"user", 1_000, 0)
+    pending = a5.fetch
+    assert pending is a6.fetch and pending.refcount == 2 and pending.tp == TP("a", 0)
+    assert set(fetch.consumer.unacked) == {pending, fetch.received[1][0].fetch}
+    faustpatches.acknowledge_fetched(fetch.consumer, [a5])
     assert fetch.consumer._acked[TP("a", 0)] == [5]
-    assert events[0].message not in fetch.consumer.unacked
+    assert pending in fetch.consumer.unacked and not pending.acked  # a6 is not yet
+    faustpatches.acknowledge_fetched(fetch.consumer, [a6])
+    assert fetch.consumer._acked[TP("a", 0)] == [5, 6] and fetch.consumer._n_acked == 2
+    assert pending.acked and pending not in fetch.consumer.unacked
+
+
+async def test_a_fetch_whose_records_are_dropped_unacknowledged_leaves_unacked() -> None:
+    """As Faust's messages: a rebalance does not wait for records nobody holds."""
+    fetch = Fetch()
+    faustpatches.receive_in_bulk(fetch.app, ["a"], fetch.receive)
+    await fetch.deliver(record("a", 0, 0), record("a", 0, 1))
+    assert len(fetch.consumer.unacked) == 1
+    fetch.received.clear()
+    gc.collect()
+    assert len(fetch.consumer.unacked) == 0
+
+
+async def test_a_record_of_faust_s_path_is_acknowledged_as_its_message() -> None:
+    fetch = Fetch()
+    await fetch.deliver(record("a", 0, 4))  # no receiver: Faust's path
+    [message] = fetch.messages
+    fetch.consumer.unacked.add(message)  # as the stream tracks it
+    event = SimpleNamespace(message=message, key=message.key, value=message.value)
+    faustpatches.acknowledge_fetched(fetch.consumer, [faustpatches.fetched_from_event(event)])
+    assert message.acked and message not in fetch.consumer.unacked
+    assert fetch.consumer._acked[TP("a", 0)] == [4]
 
 
 async def test_records_read_before_are_dropped_and_gaps_noted_as_faust_does() -> None:
@@ -288,7 +321,7 @@ async def test_records_read_before_are_dropped_and_gaps_noted_as_faust_does() ->
     faustpatches.receive_in_bulk(fetch.app, ["a"], fetch.receive)
     fetch.consumer._read_offset[TP("a", 0)] = 7
     await fetch.deliver(record("a", 0, 6), record("a", 0, 7), record("a", 0, 10))
-    assert [e.message.offset for e in fetch.received[0]] == [7, 10]
+    assert [r.offset for r in fetch.received[0]] == [7, 10]
     assert sorted((i.begin, i.end) for i in fetch.consumer._gap[TP("a", 0)]) == [(8, 11)]
     assert fetch.consumer._read_offset[TP("a", 0)] == 10
 
@@ -304,21 +337,21 @@ async def test_a_stopped_receiver_leaves_its_topics_to_faust() -> None:
 async def test_a_rebalance_during_a_fetch_delivers_none_of_the_rest() -> None:
     fetch = Fetch()
 
-    async def receive_then_rebalance(events: list[Any]) -> None:
-        fetch.received.append(events)
+    async def receive_then_rebalance(records: list[Any]) -> None:
+        fetch.received.append(records)
         fetch.app.consumer_generation_id += 1
 
     faustpatches.receive_in_bulk(fetch.app, ["a"], receive_then_rebalance)
     await fetch.deliver(record("a", 0, 0), record("a", 1, 0))
-    assert [[e.message.partition for e in got] for got in fetch.received] == [[0]]
+    assert [[r.partition for r in got] for got in fetch.received] == [[0]]
 
 
 async def test_a_full_receiver_holds_the_fetch_until_flow_is_suspended() -> None:
     fetch = Fetch()
     room = asyncio.Event()
 
-    async def full(events: list[Any]) -> None:
-        fetch.received.append(events)
+    async def full(records: list[Any]) -> None:
+        fetch.received.append(records)
         await room.wait()
 
     faustpatches.receive_in_bulk(fetch.app, ["a"], full)
@@ -330,36 +363,90 @@ async def test_a_full_receiver_holds_the_fetch_until_flow_is_suspended() -> None
     assert len(fetch.received) == 1  # abandoned, as Faust abandons a waiting delivery
 
 
+Offsets = st.lists(st.integers(0, 30), max_size=25)
+Committed = st.none() | st.integers(0, 30)
+AckedBefore = st.lists(st.integers(0, 30), max_size=5)
+
+
+async def faust_s_books(
+    fetch: Fetch, offsets: list[int], committed: int | None, acked_before: list[int]
+) -> list[Any]:
+    """Delivered the stream's way: Faust's messages, tracked as the stream tracks them."""
+    consumer = fetch.consumer
+    consumer._committed_offset[TP("a", 0)] = committed
+    for offset in acked_before:
+        consumer._acked_index[TP("a", 0)].add(offset)
+    await fetch.deliver(*[record("a", 0, o) for o in offsets], record("b", 0, 1))
+    for message in fetch.messages:
+        if message.topic in fetch.app.topics.acking_topics:
+            message.tracked = True
+            consumer.unacked.add(message)
+    return fetch.messages
+
+
+def books(consumer: Any) -> tuple[Any, ...]:
+    """What the next commit goes past, and what a rebalance still waits for.
+
+    `Consumer.ack` leaves a message below the committed offset in `unacked`,
+    acked, until `wait_empty` cleans the acked ones out; so only the rest count.
+    """
+    return (
+        dict(consumer._acked),
+        {tp: sorted(index) for tp, index in consumer._acked_index.items()},
+        consumer._n_acked,
+        sorted((m.tp, m.refcount) for m in consumer.unacked if not m.acked),
+    )
+
+
 @settings(max_examples=40, deadline=None)
-@given(
-    offsets=st.lists(st.integers(0, 30), max_size=25),
-    committed=st.none() | st.integers(0, 30),
-    acked_before=st.lists(st.integers(0, 30), max_size=5),
-)
-def test_acknowledging_all_at_once_keeps_the_books_as_one_by_one(
+@given(offsets=Offsets, committed=Committed, acked_before=AckedBefore)
+def test_acknowledging_messages_all_at_once_keeps_the_books_as_one_by_one(
     offsets: list[int], committed: int | None, acked_before: list[int]
 ) -> None:
-    async def books(all_at_once: bool) -> tuple[Any, ...]:
+    async def acknowledged(all_at_once: bool) -> tuple[Any, ...]:
         fetch = Fetch(acking=("a",))  # "b" is not an acking topic
+        messages = await faust_s_books(fetch, offsets, committed, acked_before)
+        messages += messages[:2]  # acknowledged twice: counted once
+        if all_at_once:
+            faustpatches.acknowledge_all(fetch.consumer, messages)
+        else:
+            for message in messages:
+                fetch.consumer.ack(message)
+        return (*books(fetch.consumer), [m.acked for m in messages])
+
+    assert asyncio.run(acknowledged(True)) == asyncio.run(acknowledged(False))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    offsets=Offsets,
+    committed=Committed,
+    acked_before=AckedBefore,
+    cuts=st.lists(st.integers(0, 26), max_size=4),
+)
+def test_acknowledging_fetched_records_keeps_the_books_as_faust_s_messages(
+    offsets: list[int], committed: int | None, acked_before: list[int], cuts: list[int]
+) -> None:
+    """Fetched records, acknowledged in batches cut anywhere, against `Consumer.ack`."""
+
+    async def in_bulk() -> tuple[Any, ...]:
+        fetch = Fetch(acking=("a",))
+        faustpatches.receive_in_bulk(fetch.app, ["a", "b"], fetch.receive)
         consumer = fetch.consumer
         consumer._committed_offset[TP("a", 0)] = committed
         for offset in acked_before:
             consumer._acked_index[TP("a", 0)].add(offset)
-        faustpatches.receive_in_bulk(fetch.app, ["a", "b"], fetch.receive)
         await fetch.deliver(*[record("a", 0, o) for o in offsets], record("b", 0, 1))
-        messages = [event.message for got in fetch.received for event in got]
-        messages += messages[:2]  # acknowledged twice: counted once
-        if all_at_once:
-            faustpatches.acknowledge_all(consumer, messages)
-        else:
-            for message in messages:
-                consumer.ack(message)
-        return (
-            dict(consumer._acked),
-            {tp: sorted(index) for tp, index in consumer._acked_index.items()},
-            consumer._n_acked,
-            [m.acked for m in messages],
-            sorted((m.topic, m.offset) for m in consumer.unacked),
-        )
+        records = [r for got in fetch.received for r in got]
+        edges = [0, *sorted(cuts), len(records)]
+        for start, end in itertools.pairwise(edges):
+            faustpatches.acknowledge_fetched(consumer, records[start:end])
+        return books(consumer)
 
-    assert asyncio.run(books(True)) == asyncio.run(books(False))
+    async def one_by_one() -> tuple[Any, ...]:
+        fetch = Fetch(acking=("a",))
+        for message in await faust_s_books(fetch, offsets, committed, acked_before):
+            fetch.consumer.ack(message)
+        return books(fetch.consumer)
+
+    assert asyncio.run(in_bulk()) == asyncio.run(one_by_one())

@@ -52,23 +52,23 @@ async def apply_batches(runtime: Runtime, stream: Any, max_events: int, within: 
             continue
         if not await write(runtime, applied):
             return
-        acknowledge(batch)
+        acknowledge(runtime.app, batch)
 
 
 async def apply_one_at_a_time(runtime: Runtime, batch: list[Any]) -> bool:
-    """Each event as a batch of its own; the ones the core fails on, dead letters.
+    """Each record as a batch of its own; the ones the core fails on, dead letters.
 
     False once a write failed (the worker is stopping).
     """
-    for event in batch:
+    for record in batch:
         try:
-            applied = runtime.process_batch([event])
+            applied = runtime.process_batch([record])
         except Exception as error:
-            log.exception("applying the event at offset %s failed", event.message.offset)
-            applied = runtime.reject(event, error)
+            log.exception("applying the record at offset %s failed", record.offset)
+            applied = runtime.reject(record, error)
         if not await write(runtime, applied):
             return False
-        acknowledge([event])
+        acknowledge(runtime.app, [record])
     return True
 
 

@@ -9,8 +9,9 @@ arrives, so under load what queued while a batch was applied goes at once;
 events go on being buffered meanwhile (up to `max_events`, then the stream
 waits, as Faust's does); and an idle agent waits for an event without waking.
 The consumer hands the buffer whole fetches where it can
-(`faustpatches.receive_in_bulk`), the stream's events come one by one. The
-agent acknowledges a batch's events (`acknowledge`) once its writes are
+(`faustpatches.receive_in_bulk`), the stream's events come one by one; both
+as the records the processor takes (`faustpatches.FetchedRecord`). The
+agent acknowledges a batch's records (`acknowledge`) once its writes are
 durable, and never when they failed.
 """
 
@@ -20,7 +21,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from ..faustpatches import acknowledge_all, receive_in_bulk
+from ..faustpatches import FetchedRecord, acknowledge_fetched, fetched_from_event, receive_in_bulk
 
 
 class Buffer:
@@ -29,7 +30,7 @@ class Buffer:
     def __init__(self, stream: Any, max_events: int) -> None:
         self.stream = stream
         self.max_events = max_events
-        self.events: list[Any] = []
+        self.events: list[FetchedRecord] = []
         self.opened_at = 0.0
         """Loop time at which the first of `events` arrived."""
         self.started = asyncio.Event()
@@ -42,14 +43,14 @@ class Buffer:
         if event is None:
             raise RuntimeError("a batched stream found no current event")
         self._open_if_empty()
-        self.events.append(event)
+        self.events.append(fetched_from_event(event))
         if len(self.events) < self.max_events:
             return value
         self.full.set()
         return self._when_taken(value)
 
-    async def receive(self, events: list[Any]) -> None:
-        """The consumer's bulk delivery (`faustpatches.receive_in_bulk`): a fetch's events.
+    async def receive(self, events: list[FetchedRecord]) -> None:
+        """The consumer's bulk delivery (`faustpatches.receive_in_bulk`): a fetch's records.
 
         Returns once there is room for more, so a full buffer holds the next fetch.
         """
@@ -74,7 +75,7 @@ class Buffer:
         await self._room
         return value
 
-    def take(self) -> list[Any]:
+    def take(self) -> list[FetchedRecord]:
         """The first `max_events` events; what a bulk delivery put past them stays."""
         events = self.events[: self.max_events]
         del self.events[: self.max_events]
@@ -94,7 +95,7 @@ class Buffer:
 
 async def take_batches(
     stream: Any, max_events: int, within: float
-) -> AsyncGenerator[list[Any], None]:
+) -> AsyncGenerator[list[FetchedRecord], None]:
     """Lists of at most `max_events` events, each at most `within` seconds after its first."""
     buffer = Buffer(stream, max_events)
     loop = asyncio.get_running_loop()
@@ -124,8 +125,8 @@ async def take_batches(
         buffer.release()
 
 
-def current(app: Any, events: list[Any]) -> list[Any]:
-    """The events fetched since the last rebalance, if flow is on.
+def current(app: Any, records: list[FetchedRecord]) -> list[FetchedRecord]:
+    """The records fetched since the last rebalance, if flow is on.
 
     The rest would be applied by a worker that may no longer own their
     partitions; unacknowledged, they are fetched again (the stream skips them
@@ -134,34 +135,33 @@ def current(app: Any, events: list[Any]) -> list[Any]:
     if not app.flow_control.is_active():
         return []
     generation = app.consumer_generation_id
-    if events and events[0].message.generation_id == generation:
-        return events  # the oldest is current, so are the rest
-    return [event for event in events if event.message.generation_id == generation]
+    if records and records[0].generation_id == generation:
+        return records  # the oldest is current, so are the rest
+    return [record for record in records if record.generation_id == generation]
 
 
-def batches(stream: Any, max_events: int, within: float) -> AsyncGenerator[list[Any], None]:
+def batches(
+    stream: Any, max_events: int, within: float
+) -> AsyncGenerator[list[FetchedRecord], None]:
     """`take_batches`, registered with the stream so that stopping it closes the batches."""
     generator = take_batches(stream, max_events, within)
     stream._active_agens.add(generator)
     return generator
 
 
-def acknowledge(events: list[Any]) -> None:
-    """Let the consumer commit past these events (taken by `take_batches`).
+def acknowledge(app: Any, records: list[FetchedRecord]) -> None:
+    """Let the consumer commit past these records (taken by `take_batches`).
 
     What `Event.ack` does for each (`faustpatches.keep_stale_messages_unacked`
     included), with its checks made once for the batch: nothing while flow is
     held, nothing of an earlier generation; and `Consumer.ack`'s bookkeeping for
-    the batch at once (`faustpatches.acknowledge_all`). The agent holds each
-    record's only reference, so its acknowledgement is final (Faust's
-    `Message.ack` counts references down first). ~8 % of a worker's CPU when
-    made event by event.
+    the batch at once (`faustpatches.acknowledge_fetched`). Each record is
+    acknowledged once: the agent holds it until then. ~8 % of a worker's CPU
+    when made event by event.
     """
-    if not events:
-        return
-    app = events[0].app
-    if not app.flow_control.is_active():
+    if not records or not app.flow_control.is_active():
         return
     generation = app.consumer_generation_id
-    messages = [event.message for event in events]
-    acknowledge_all(app.consumer, [m for m in messages if m.generation_id == generation])
+    acknowledge_fetched(
+        app.consumer, [record for record in records if record.generation_id == generation]
+    )

@@ -12,7 +12,7 @@ time). A stored value carries the user's earliest timer in front
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -80,12 +80,24 @@ def writing_as(event: EventT) -> Iterator[None]:
         _current_event.reset(token)
 
 
+class _PartitionEvent:
+    """What Faust's RocksDB store reads of the event being processed: its partition."""
+
+    __slots__ = ("__weakref__", "partition")
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+    @property
+    def message(self) -> _PartitionEvent:
+        return self
+
+
 class TableStateStore:
     """The processor's `StateStore` over the Faust state table."""
 
     def __init__(self, state: faust.Table) -> None:
         self.state = state
-        self.events_by_partition: Mapping[int, EventT] = {}
         self.changelog = RecordBatches()
         """The changelog records of what was written since the last `send_changelog`."""
 
@@ -107,7 +119,8 @@ class TableStateStore:
         if isinstance(store, BulkRestoredStore):
             store.write(key, value, partition)
         else:
-            with writing_as(self.events_by_partition[partition]):  # RocksDB: its partition
+            event = _PartitionEvent(partition)
+            with writing_as(event):  # type: ignore[arg-type]  # RocksDB: its partition
                 store[key] = value
         self.changelog.add(self.state.changelog_topic_name, key, value, partition=partition)
 

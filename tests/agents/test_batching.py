@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -20,9 +21,22 @@ class FakeStream:
     current_event: Any = None
 
 
-def delivered(buffer: Buffer, stream: FakeStream, event: str) -> Any:
-    stream.current_event = event
-    return buffer.add(event)
+def faust_event(value: str, offset: int = 0) -> Any:
+    """What the buffer reads of a Faust event."""
+    tp = TP("t", 0)
+    message = SimpleNamespace(
+        topic=tp.topic, partition=0, offset=offset, timestamp=1.5, generation_id=1, tp=tp
+    )
+    return SimpleNamespace(message=message, key=b"user", value=value.encode())
+
+
+def delivered(buffer: Buffer, stream: FakeStream, value: str) -> Any:
+    stream.current_event = faust_event(value)
+    return buffer.add(value)
+
+
+def values(records: list[Any]) -> list[str]:
+    return [record.value.decode() for record in records]
 
 
 async def test_the_window_opens_at_a_batchs_first_event() -> None:
@@ -37,7 +51,7 @@ async def test_the_window_opens_at_a_batchs_first_event() -> None:
     await asyncio.sleep(0.01)
     delivered(buffer, stream, "b")
     assert buffer.opened_at == opened  # a later event does not move it
-    assert buffer.take() == ["a", "b"]
+    assert values(buffer.take()) == ["a", "b"]
     assert not buffer.started.is_set()
     delivered(buffer, stream, "c")
     assert buffer.opened_at > opened  # the next batch's window opens at its own first
@@ -52,9 +66,26 @@ async def test_a_full_buffer_holds_the_stream_until_the_batch_is_taken() -> None
     waiting = asyncio.ensure_future(held)
     await asyncio.sleep(0)
     assert not waiting.done()
-    assert buffer.take() == ["a", "b"]
+    assert values(buffer.take()) == ["a", "b"]
     assert await asyncio.wait_for(waiting, 5) == "b"  # the stream goes on with its value
     assert not buffer.full.is_set()
+
+
+async def test_an_event_of_faust_s_path_is_buffered_as_a_record_that_keeps_its_message() -> None:
+    stream = FakeStream()
+    buffer = Buffer(stream, max_events=5)
+    event = faust_event("a", offset=7)
+    stream.current_event = event
+    buffer.add("a")
+    [record] = buffer.take()
+    assert (record.topic, record.partition, record.offset) == ("t", 0, 7)
+    assert (record.key, record.value, record.timestamp_ms, record.generation_id) == (
+        b"user",
+        b"a",
+        1500,
+        1,
+    )
+    assert record.fetch.message is event.message and record.fetch.refcount == 1
 
 
 def test_an_event_without_a_current_event_is_refused() -> None:
@@ -98,25 +129,20 @@ class App:
         self.flow_control = Flow(flowing)
 
 
-class Message:
+class Record:
     def __init__(self, generation: int) -> None:
         self.generation_id = generation
 
 
-class Event:
-    def __init__(self, generation: int) -> None:
-        self.message = Message(generation)
-
-
-def test_only_events_of_the_current_generation_are_applied_and_none_while_flow_is_held() -> None:
-    stale, fresh = Event(1), Event(2)
+def test_only_records_of_the_current_generation_are_applied_and_none_while_flow_is_held() -> None:
+    stale, fresh = Record(1), Record(2)
     assert current(App(2), [stale, fresh, stale]) == [fresh]
     assert current(App(2), [fresh, fresh]) == [fresh, fresh]
     assert current(App(2, flowing=False), [fresh]) == []
     assert current(App(3), [stale, fresh]) == []
 
 
-async def test_acknowledged_events_let_the_consumer_commit_past_them_unless_stale() -> None:
+async def test_acknowledged_records_let_the_consumer_commit_past_them_unless_stale() -> None:
     fetch = Fetch()
     faustpatches_receive(fetch)
     await fetch.deliver(record("a", 0, 0), record("a", 0, 1))
@@ -124,9 +150,10 @@ async def test_acknowledged_events_let_the_consumer_commit_past_them_unless_stal
     fetch.app.consumer_generation_id += 1  # a rebalance since they were fetched
     await fetch.deliver(record("a", 0, 2), record("a", 0, 3))
     new = fetch.received[1]
-    acknowledge(old + new)
+    acknowledge(fetch.app, old + new)
     assert fetch.consumer._acked[TP("a", 0)] == [2, 3]
-    assert all(e.message.acked for e in new) and not any(e.message.acked for e in old)
+    assert new[0].fetch.acked and not old[0].fetch.acked
+    assert new[0].fetch not in fetch.consumer.unacked
 
 
 async def test_nothing_is_acknowledged_while_flow_is_held() -> None:
@@ -134,7 +161,7 @@ async def test_nothing_is_acknowledged_while_flow_is_held() -> None:
     faustpatches_receive(fetch)
     await fetch.deliver(record("a", 0, 0))
     fetch.app.flow_control.suspend()
-    acknowledge(fetch.received[0])
+    acknowledge(fetch.app, fetch.received[0])
     assert not fetch.consumer._acked[TP("a", 0)]
 
 
@@ -151,7 +178,7 @@ def batching_agent(max_events: int, within: float) -> tuple[Any, list[list[int]]
     @app.agent()
     async def agent(stream: Any) -> None:
         async for batch in batches(stream, max_events, within):
-            taken.append([event.value for event in batch])
+            taken.append([int(record.value) for record in batch])
 
     return agent, taken
 
@@ -177,7 +204,7 @@ def test_every_event_comes_once_in_order_in_batches_of_at_most_max(
         agent, taken = batching_agent(max_events, within=0.002)
         async with agent.test_context() as test_agent:
             for value, pause in zip(values, pauses + [False] * len(values), strict=False):
-                await test_agent.put(value)
+                await test_agent.put(str(value).encode())
                 if pause:
                     await asyncio.sleep(0.003)  # lets a window close between events
             await wait_until(lambda: sum(map(len, taken)) >= len(values))
@@ -192,5 +219,5 @@ async def test_a_full_batch_goes_without_waiting_out_the_window() -> None:
     agent, taken = batching_agent(max_events=3, within=3600)
     async with agent.test_context() as test_agent:
         for value in (1, 2, 3):
-            await test_agent.put(value)
+            await test_agent.put(str(value).encode())
         await wait_until(lambda: taken == [[1, 2, 3]], timeout=10)

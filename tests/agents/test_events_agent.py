@@ -23,6 +23,9 @@ Log = list[tuple[str, tuple[int, ...]]]
 class Runtime:
     """Stands in for `app.Runtime`: logs what the loop asks of it."""
 
+    app: Any = None
+    """Only passed on to `acknowledge`, which the `log` fixture replaces."""
+
     def __init__(
         self,
         log: Log,
@@ -37,17 +40,17 @@ class Runtime:
         self.failures: list[BaseException] = []
 
     def process_batch(self, batch: list[Any]) -> tuple[int, ...]:
-        values = tuple(event.value for event in batch)
+        values = tuple(int(record.value) for record in batch)
         if self.poison in values:
             self.log.append(("failed", values))
             raise ValueError(f"the core failed on {self.poison}")
         self.log.append(("apply", values))
         return values
 
-    def reject(self, event: Any, error: BaseException) -> tuple[int, ...]:
-        self.log.append(("dead letter", (event.value,)))
+    def reject(self, record: Any, error: BaseException) -> tuple[int, ...]:
+        self.log.append(("dead letter", (int(record.value),)))
         assert str(self.poison) in str(error)
-        return (event.value,)
+        return (int(record.value),)
 
     async def commit_batch(self, values: tuple[int, ...]) -> None:
         self.log.append(("write", values))
@@ -65,8 +68,8 @@ def log(monkeypatch: pytest.MonkeyPatch) -> Log:
     """What the runtime was asked and what the loop acknowledged, in order."""
     entries: Log = []
 
-    def acknowledge(events: list[Any]) -> None:
-        entries.append(("ack", tuple(event.value for event in events)))
+    def acknowledge(app: Any, records: list[Any]) -> None:
+        entries.append(("ack", tuple(int(record.value) for record in records)))
 
     monkeypatch.setattr(agents, "acknowledge", acknowledge)
     return entries
@@ -89,7 +92,7 @@ async def run(runtime: Runtime, values: list[int], until: Any) -> Log:
     """The log as it was when `until` held (stopping the agent makes it return)."""
     async with loop_agent(runtime).test_context() as agent:
         for value in values:
-            await agent.put(value)
+            await agent.put(str(value).encode())
         await wait_until(until)
         return list(runtime.log)
 
