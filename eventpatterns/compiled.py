@@ -37,6 +37,7 @@ MODULES = (
     "events",
     "expressions",
     "keys",
+    "matching",
     "state",
     "templates",
     "timeutil",

@@ -59,6 +59,7 @@ def test_the_build_is_imported_in_place_of_the_sources(built: Path) -> None:
         "events",
         "expressions",
         "keys",
+        "matching",
         "state",
         "templates",
         "timeutil",

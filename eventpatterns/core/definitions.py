@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 
 from .dispatch import Dispatch, build_dispatch
 from .expressions import Expression, ExpressionError, compile_expression
+from .matching import Matcher as Matcher
 from .spec import (
     DEFAULT_SOURCE,
     AggregateSpec,
@@ -86,21 +87,6 @@ class PatternFileError(ValueError):
 
 
 # --------------------------------------------------------------------------- compiled model
-
-
-@dataclass(frozen=True, slots=True)
-class Matcher:
-    """Name, macro filters and the alias-free part of `where`: the test made on arrival."""
-
-    name: str
-    filters: tuple[tuple[str, Any], ...]
-    where: Expression | None
-
-    def matches(self, attributes: Mapping[str, Any], profile: Mapping[str, Any]) -> bool:
-        for key, expected in self.filters:
-            if attributes.get(key) != expected:
-                return False
-        return self.where is None or self.where.test(attributes, profile)
 
 
 @dataclass(frozen=True, slots=True)

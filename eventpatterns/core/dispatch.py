@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .definitions import Matcher, Route
+    from .definitions import Route
+    from .matching import Matcher
 
 Gate = tuple[str, frozenset[str]]
 """An attribute and the strings it must equal (one of) for a test to pass."""
