@@ -236,11 +236,7 @@ class Runtime:
         durable re-applies their records from the old states: the same outputs
         again, under the same ids, and nothing lost.
         """
-        outputs = applied.outputs
-        self._end_changelog_batches()
-        outputs.take_all(self.store.changelog)  # the states encoded since the last write
-        written = await outputs.send(self._producer())
-        self.store.changelog_written(written)
+        await self._write(applied.outputs)
 
     def encode_held(self) -> None:
         """Store the held states, their changelog records to go with the next write.
@@ -258,10 +254,14 @@ class Runtime:
     async def write_states(self) -> None:
         """Encode the held states and make every state encoded durable, now."""
         self.encode_held()
-        if not self.store.changelog:
-            return
+        if self.store.changelog:
+            await self._write(RecordBatches())
+
+    async def _write(self, outputs: RecordBatches) -> None:
+        """`outputs` and the states encoded since the last write, in one produce request."""
         self._end_changelog_batches()
-        written = await self.store.changelog.send(self._producer())
+        outputs.take_all(self.store.changelog)
+        written = await outputs.send(self._producer())
         self.store.changelog_written(written)
 
     def reapply(self, records: list[FetchedRecord]) -> None:
