@@ -236,7 +236,11 @@ class Runtime:
         durable re-applies their records from the old states: the same outputs
         again, under the same ids, and nothing lost.
         """
-        await self._write(applied.outputs)
+        outputs = applied.outputs
+        self._end_changelog_batches()
+        outputs.take_all(self.store.changelog)  # the states encoded since the last write
+        written = await outputs.send(self._producer())
+        self.store.changelog_written(written)
 
     def encode_held(self) -> None:
         """Store the held states, their changelog records to go with the next write.
@@ -254,14 +258,10 @@ class Runtime:
     async def write_states(self) -> None:
         """Encode the held states and make every state encoded durable, now."""
         self.encode_held()
-        if self.store.changelog:
-            await self._write(RecordBatches())
-
-    async def _write(self, outputs: RecordBatches) -> None:
-        """`outputs` and the states encoded since the last write, in one produce request."""
+        if not self.store.changelog:
+            return
         self._end_changelog_batches()
-        outputs.take_all(self.store.changelog)
-        written = await outputs.send(self._producer())
+        written = await self.store.changelog.send(self._producer())
         self.store.changelog_written(written)
 
     def reapply(self, records: list[FetchedRecord]) -> None:
