@@ -40,8 +40,7 @@ async def apply_batches(runtime: Runtime, stream: Any, max_events: int, within: 
 
     A batch's outputs are written at once; the states of its users stay
     decoded in the runtime (`Runtime.held`) until `max_events` events were
-    applied since they were last encoded, or no event came for `within` seconds
-    (`take_batches` says so, also when the stream stops). Encoded, they go
+    applied since they were last encoded, or no batch waits. Encoded, they go
     with the next batch's outputs in one produce request (`Runtime.commit_batch`)
     or, when none waits, alone (`Runtime.write_states`), and the records they
     account for are acknowledged after that. So one round trip to the broker per
