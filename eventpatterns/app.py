@@ -28,7 +28,7 @@ from .core.events import Event
 from .faustpatches import FetchedRecord
 from .gctuning import freeze_survivors
 from .metrics import Metrics
-from .processor import BatchProcessor, BatchResult, Held
+from .processor import BatchProcessor, BatchResult
 from .redislog import TransitionLog
 from .scheduler import TimerService
 from .sending import RecordBatches
@@ -148,8 +148,6 @@ class Runtime:
             max_event_bytes=settings.max_event_bytes,
         )
         self.timer_service = TimerService(self.send_tick)
-        self.held: Held = {}
-        """The states of the users applied since their states were last encoded."""
         self._topics: dict[str, faust.TopicT] = {}
         self.listeners: list[Any] = []
         """Callables given each audit record (the dashboard's live feed)."""
@@ -197,7 +195,7 @@ class Runtime:
     def process_batch(self, records: list[FetchedRecord]) -> AppliedBatch:
         """Apply a batch the agent took; what to write is `commit_batch`'s."""
         started = time.perf_counter()
-        result = self.processor.process(records, self.held)
+        result = self.processor.process(records)
         self.metrics.observe_batch(result, time.perf_counter() - started, len(records))
         self.metrics.observe_lag([record.timestamp_ms for record in records], time.time())
         return AppliedBatch(result, _outputs(result))
@@ -225,60 +223,20 @@ class Runtime:
         self.stop_worker()
 
     async def commit_batch(self, applied: AppliedBatch) -> None:
-        """Make a batch's outputs durable, with the states encoded before it.
+        """Outputs durable first, then the states that account for them, then the timers.
 
-        Outputs durable first, then the states that account for them: a batch's
-        states stay decoded (`held`) until `encode_held`, which follows the
-        write of their outputs, and the states it encodes go with the next
-        batch's outputs, in the same produce request, or alone
-        (`write_states`). So one round trip per batch, and a user's events in
-        several batches cost one decode and one encode. A crash before they are
-        durable re-applies their records from the old states: the same outputs
-        again, under the same ids, and nothing lost.
+        A crash in between re-applies the batch from the old states: the same
+        outputs again, under the same ids, and nothing lost.
         """
-        outputs = applied.outputs
-        self._end_changelog_batches()
-        outputs.take_all(self.store.changelog)  # the states encoded since the last write
-        written = await outputs.send(self._producer())
-        self.store.changelog_written(written)
-
-    def encode_held(self) -> None:
-        """Store the held states, their changelog records to go with the next write.
-
-        Only once the outputs they account for are durable (`commit_batch`).
-        """
-        result = BatchResult()
-        self.processor.encode(self.held, result)
-        self.held = {}
-        self.processor.write_states(result)
+        producer = self.app.producer._ensure_producer()
+        await applied.outputs.send(producer)
+        self.processor.write_states(applied.result)
         self.timer_service.update_all(
-            (user_id.encode(), due) for user_id, due in result.timers.items()
+            (user_id.encode(), due) for user_id, due in applied.result.timers.items()
         )
-
-    async def write_states(self) -> None:
-        """Encode the held states and make every state encoded durable, now."""
-        self.encode_held()
-        if not self.store.changelog:
-            return
-        self._end_changelog_batches()
-        written = await self.store.changelog.send(self._producer())
-        self.store.changelog_written(written)
-
-    def reapply(self, records: list[FetchedRecord]) -> None:
-        """Apply records again to the last encoded states, their outputs (durable) dropped.
-
-        After the core failed half-way through a batch: the held states it may
-        have changed are dropped, and what they held is made again.
-        """
-        self.held = {}
-        self.processor.process(records, self.held)
-
-    def _end_changelog_batches(self) -> None:
-        if self.embedded_broker and not self.store.restores_in_bulk and self.store.changelog:
+        if self.embedded_broker and not self.store.restores_in_bulk:
             self.store.end_changelog_batches(CHANGELOG_MARKER)
-
-    def _producer(self) -> Any:
-        return self.app.producer._ensure_producer()
+        await self.store.send_changelog(producer)
 
     def send_tick(self, key: bytes, due: int) -> None:
         value = orjson.dumps({"kind": "tick", "user_id": key.decode(), "due": due})

@@ -186,10 +186,6 @@ def _known_home(held: tuple[Envelope, int] | None, stored: bytes | None) -> int 
     return stored_partition(stored) if stored is not None else None
 
 
-Held = dict[str, tuple[Envelope, int]]
-"""user -> (decoded state, partition) of the users applied since their states were encoded."""
-
-
 @dataclass
 class BatchResult:
     outgoing: list[Outgoing] = field(default_factory=list)
@@ -232,30 +228,18 @@ class BatchProcessor:
 
     # ------------------------------------------------------------------ the batch
 
-    def process(self, batch: Iterable[Incoming], held: Held | None = None) -> BatchResult:
-        """Apply a batch; its states encoded in `result.writes`, or kept in `held`.
-
-        `held`: the decoded states of the users applied since they were last
-        encoded (`encode`), kept across batches: a user's events in several
-        batches cost one decode and one encode. A batch that raises may have
-        changed some of them: they are then not to be encoded.
-        """
+    def process(self, batch: Iterable[Incoming]) -> BatchResult:
         result = BatchResult()
-        touched: Held = {} if held is None else held
+        touched: dict[str, tuple[Envelope, int]] = {}
         for incoming in batch:
             if incoming.topic == self.topics.timers:
                 self._command(incoming, touched, result)
             else:
                 self._event(incoming, touched, result)
-        if held is None:
-            self.encode(touched, result)
-        return result
-
-    def encode(self, held: Held, result: BatchResult) -> None:
-        """The states of `held`, to write (`result.writes`, `result.timers`)."""
-        for user_id, (envelope, partition) in held.items():
+        for user_id, (envelope, partition) in touched.items():
             result.writes.append((user_id, envelope.encode(partition), partition))
             result.timers[user_id] = envelope.state.next_due()
+        return result
 
     def reject(self, incoming: Incoming, error: BaseException) -> BatchResult:
         """A record the core failed on, as a dead letter: the stream goes on without it."""
@@ -267,19 +251,16 @@ class BatchProcessor:
         for user_id, value, partition in result.writes:
             self.store.put(user_id, value, partition)
 
-    def _envelope(self, user_id: str, touched: Held) -> Envelope:
+    def _envelope(self, user_id: str, touched: dict[str, tuple[Envelope, int]]) -> Envelope:
         held = touched.get(user_id)
         if held is not None:
-            return self._current(held[0])
+            return held[0]
         return self._decoded(user_id, self.store.get(user_id))
 
     def _decoded(self, user_id: str, raw: bytes | None) -> Envelope:
         if raw is None:
             return Envelope({}, self.engine.new_state(user_id), self.version)
-        return self._current(Envelope.decode(raw))
-
-    def _current(self, envelope: Envelope) -> Envelope:
-        """The state under the pattern file in force (one held across batches may predate it)."""
+        envelope = Envelope.decode(raw)
         if envelope.version != self.version:
             self.engine.forget_stale(envelope.state)
             envelope.version = self.version
@@ -292,7 +273,9 @@ class BatchProcessor:
         envelope.offsets[position] = incoming.offset
         return False
 
-    def _event(self, incoming: Incoming, touched: Held, result: BatchResult) -> None:
+    def _event(
+        self, incoming: Incoming, touched: dict[str, tuple[Envelope, int]], result: BatchResult
+    ) -> None:
         source = self.definitions.source
         mapping = source if incoming.topic == source.topic else DEFAULT_SOURCE
         try:
@@ -315,7 +298,7 @@ class BatchProcessor:
             result.forwarded += 1
             result.outgoing.append(Outgoing(self.topics.events, key, orjson.dumps(event.to_json())))
             return
-        envelope = self._current(held[0]) if held is not None else self._decoded(user_id, stored)
+        envelope = held[0] if held is not None else self._decoded(user_id, stored)
         if self._already_applied(envelope, incoming):
             result.duplicates += 1
             return
@@ -342,7 +325,9 @@ class BatchProcessor:
             home = partition_for(key, self.partitions)
         return incoming.partition != home
 
-    def _command(self, incoming: Incoming, touched: Held, result: BatchResult) -> None:
+    def _command(
+        self, incoming: Incoming, touched: dict[str, tuple[Envelope, int]], result: BatchResult
+    ) -> None:
         try:
             command = orjson.loads(incoming.value)
             user_id = command["user_id"]

@@ -12,11 +12,11 @@ time). A stored value carries the user's earliest timer in front
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import faust
-from aiokafka.structs import TopicPartition
 from faust.streams import _current_event
 from faust.types import EventT, StoreT
 from yarl import URL
@@ -99,7 +99,7 @@ class TableStateStore:
     def __init__(self, state: faust.Table) -> None:
         self.state = state
         self.changelog = RecordBatches()
-        """The changelog records of the states written since they were last produced."""
+        """The changelog records of what was written since the last `send_changelog`."""
 
     def get(self, user_id: str) -> bytes | None:
         # From the store itself: the table's own get adds only Faust's per-key sensor
@@ -136,13 +136,11 @@ class TableStateStore:
             if partition is not None:
                 self.changelog.add_alone(topic, partition, marker, None)
 
-    def changelog_written(self, written: Mapping[TopicPartition, int]) -> None:
-        """The held-back changelog records were produced (`written`, with other topics'):
-        they count as persisted from here."""
-        topic = self.state.changelog_topic_name
+    async def send_changelog(self, producer: Any) -> None:
+        """Produce the held-back changelog records; then they count as persisted."""
+        written = await self.changelog.send(producer)
         for tp, offset in written.items():  # RocksDB keeps it, to restore from there
-            if tp.topic == topic:
-                self.state.data.set_persisted_offset(tp, offset)
+            self.state.data.set_persisted_offset(tp, offset)
 
     def partition_of(self, key: bytes) -> int:
         """The partition a user's state belongs to: where its value was written.
