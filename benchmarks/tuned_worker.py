@@ -50,6 +50,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "consumerthread": {"BENCH_CONSUMER_THREAD": "1"},
     "recorddelivery": {"BENCH_RECORD_DELIVERY": "1"},
     "batch250": {"EVENTPATTERNS_BATCH_SIZE": "250"},
+    "norecent": {"EVENTPATTERNS_RECENT_STATES": "0"},
 }
 
 

@@ -146,6 +146,7 @@ class Runtime:
             self.store,
             sink=self,
             max_event_bytes=settings.max_event_bytes,
+            recent_states=settings.recent_states,
         )
         self.timer_service = TimerService(self.send_tick)
         self._topics: dict[str, faust.TopicT] = {}
@@ -293,6 +294,7 @@ class Runtime:
     # ------------------------------------------------------------------ rebalancing
 
     async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
+        self.processor.recent.clear()  # recovery rewrites the states; the store decides
         self.timer_service.forget_partitions(
             {tp.partition for tp in revoked}, self.store.partition_of
         )

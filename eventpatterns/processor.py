@@ -186,11 +186,51 @@ def _known_home(held: tuple[Envelope, int] | None, stored: bytes | None) -> int 
     return stored_partition(stored) if stored is not None else None
 
 
+class RecentStates:
+    """The decoded states of the users written last, so as not to decode them again.
+
+    Under a paced load a user's events fall in consecutive small batches, and
+    each batch decoded its users' stored values: ~15 % of a worker's CPU at
+    a third of its capacity (benchmarks/README.md). An entry is the value
+    written and the envelope it was encoded from; it serves a batch only while
+    the store still holds an equal value, so a state restored, written by
+    another worker or by a batch that failed is decoded from the store, the
+    source of truth. A batch takes the entries it uses out (`take`): a batch
+    that raises half-way leaves none it may have changed, and only a write
+    that became durable puts them back (`keep`). The oldest go first beyond
+    `size` users (0: none kept).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: dict[str, tuple[bytes, Envelope]] = {}
+
+    def take(self, user_id: str, stored: bytes) -> Envelope | None:
+        entry = self.entries.pop(user_id, None)
+        if entry is None or entry[0] != stored:
+            return None
+        return entry[1]
+
+    def keep(self, user_id: str, stored: bytes, envelope: Envelope) -> None:
+        if not self.size:
+            return
+        entries = self.entries
+        entries.pop(user_id, None)  # to the end: the most recent
+        entries[user_id] = (stored, envelope)
+        if len(entries) > self.size:
+            del entries[next(iter(entries))]
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
 @dataclass
 class BatchResult:
     outgoing: list[Outgoing] = field(default_factory=list)
     writes: list[tuple[str, bytes, int]] = field(default_factory=list)
     """(user, stored value, partition) of every user the batch changed."""
+    decoded: list[Envelope] = field(default_factory=list)
+    """The envelope each of `writes` was encoded from, in the same order."""
     timers: dict[str, int | None] = field(default_factory=dict)
     """user -> earliest due (None: none) for every user whose state was written."""
     events: int = 0
@@ -211,6 +251,7 @@ class BatchProcessor:
         sink: RecordSink | None = None,
         max_event_bytes: int = 1 << 20,
         clock: Callable[[], int] = now_us,
+        recent_states: int = 5_000,
     ) -> None:
         self.topics = topics
         self.partitions = partitions
@@ -218,6 +259,7 @@ class BatchProcessor:
         self.sink = sink
         self.max_event_bytes = max_event_bytes
         self.clock = clock
+        self.recent = RecentStates(recent_states)
         self.use(definitions)
 
     def use(self, definitions: Definitions) -> None:
@@ -238,6 +280,7 @@ class BatchProcessor:
                 self._event(incoming, touched, result)
         for user_id, (envelope, partition) in touched.items():
             result.writes.append((user_id, envelope.encode(partition), partition))
+            result.decoded.append(envelope)
             result.timers[user_id] = envelope.state.next_due()
         return result
 
@@ -248,8 +291,11 @@ class BatchProcessor:
 
     def write_states(self, result: BatchResult) -> None:
         """Store the batch's states; only once its outputs are durable (see the module doc)."""
-        for user_id, value, partition in result.writes:
+        for (user_id, value, partition), envelope in zip(
+            result.writes, result.decoded, strict=True
+        ):
             self.store.put(user_id, value, partition)
+            self.recent.keep(user_id, value, envelope)
 
     def _envelope(self, user_id: str, touched: dict[str, tuple[Envelope, int]]) -> Envelope:
         held = touched.get(user_id)
@@ -260,7 +306,7 @@ class BatchProcessor:
     def _decoded(self, user_id: str, raw: bytes | None) -> Envelope:
         if raw is None:
             return Envelope({}, self.engine.new_state(user_id), self.version)
-        envelope = Envelope.decode(raw)
+        envelope = self.recent.take(user_id, raw) or Envelope.decode(raw)
         if envelope.version != self.version:
             self.engine.forget_stale(envelope.state)
             envelope.version = self.version

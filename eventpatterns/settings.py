@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         "for more before it runs; longer makes larger batches, more events/s and later "
         "actions.",
     )
+    recent_states: int = Field(
+        default=5_000,
+        ge=0,
+        description="EVENTPATTERNS_RECENT_STATES: users whose last written state the worker "
+        "keeps decoded, so that their next events skip decoding it (0: none).",
+    )
     max_event_bytes: int = Field(
         default=1 << 20, description="EVENTPATTERNS_MAX_EVENT_BYTES: larger records go to the DLQ."
     )
