@@ -251,7 +251,7 @@ class BatchProcessor:
         sink: RecordSink | None = None,
         max_event_bytes: int = 1 << 20,
         clock: Callable[[], int] = now_us,
-        recent_states: int = 5_000,
+        recent_states: int = 1_000,
     ) -> None:
         self.topics = topics
         self.partitions = partitions

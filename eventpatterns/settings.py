@@ -101,7 +101,7 @@ class Settings(BaseSettings):
         "actions.",
     )
     recent_states: int = Field(
-        default=5_000,
+        default=1_000,
         ge=0,
         description="EVENTPATTERNS_RECENT_STATES: users whose last written state the worker "
         "keeps decoded, so that their next events skip decoding it (0: none).",
