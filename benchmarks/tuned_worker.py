@@ -24,8 +24,9 @@ fetches delivered to the agent whole); the `asyncio`, `gcdefault`, `taskdelivery
 without one of them, to measure what it gives. Others only set the worker's own
 settings: `fetch5` (a 5 ms fetch wait, for a broker that holds an empty fetch as
 long as it may, as Tansu does), `batchwait2` (a batch waits 2 ms to fill, not 5),
-`batchwait10` (10 ms, the default until 2026-12-01) and `batch250` (batches of
-at most 250 events, not 1,000).
+`batchwait10` (10 ms, the default until 2026-12-01), `batch250` (batches of
+at most 250 events, not 1,000) and `norecent` (no decoded states of recent users
+kept, `EVENTPATTERNS_RECENT_STATES=0`).
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
 """
