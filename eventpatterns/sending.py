@@ -36,6 +36,9 @@ class RecordBatches:
     records: dict[tuple[str, int | None], list[_Record]] = field(default_factory=dict)
     last: dict[tuple[str, int], _Record] = field(default_factory=dict)
     """A record to produce after the others of its partition, in a batch of its own."""
+    last_batch_starts: dict[TopicPartition, int] = field(default_factory=dict)
+    """After `send`: the offset where the last record batch written to each partition
+    starts (Tansu gives a partition's end as that + 1)."""
 
     def add(
         self,
@@ -80,9 +83,12 @@ class RecordBatches:
                     future = await producer.send_batch(batch, tp.topic, partition=tp.partition)
                     sent.append((tp, batch.record_count(), future))
         written: dict[TopicPartition, int] = {}
+        self.last_batch_starts = {}
         results = await asyncio.gather(*(future for _, _, future in sent))
         for (tp, count, _), metadata in zip(sent, results, strict=True):
-            written[tp] = max(written.get(tp, -1), metadata.offset + count - 1)
+            if metadata.offset + count - 1 > written.get(tp, -1):
+                written[tp] = metadata.offset + count - 1
+                self.last_batch_starts[tp] = metadata.offset
         return written
 
     async def _by_partition(self, producer: Any) -> dict[TopicPartition, list[list[_Record]]]:

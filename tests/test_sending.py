@@ -57,6 +57,8 @@ async def test_keyed_records_land_where_kafkas_default_partitioner_puts_them(
         assert numbers == sorted(numbers)  # the order they were added in
         assert [h for _, _, h in records] == [[("n", b"%d" % n)] for n in numbers]
         assert written[TopicPartition("sending-keyed", partition)] == len(records) - 1
+        # one record batch each: the last starts at the first record
+        assert batches.last_batch_starts[TopicPartition("sending-keyed", partition)] == 0
 
 
 async def test_a_group_larger_than_a_batch_keeps_its_order(
@@ -70,6 +72,8 @@ async def test_a_group_larger_than_a_batch_keeps_its_order(
     written = await batches.send(producer)
 
     assert written == {TopicPartition("sending-large", 1): 199}
+    # a 16 KiB batch holds 15 of these records: the last one starts near the end
+    assert 199 - 15 < batches.last_batch_starts[TopicPartition("sending-large", 1)] <= 199
     found = await read_partitions(broker, "sending-large", 2, 200)
     assert [int((value or b"")[:4]) for _, value, _ in found[1]] == list(range(200))
 
@@ -88,6 +92,7 @@ async def test_a_record_added_alone_comes_last_and_ends_the_partition_for_tansu(
 
     tp = TopicPartition("sending-alone", 0)
     assert written == {tp: 30}
+    assert batches.last_batch_starts == {tp: 30}
     found = await read_partitions(broker, "sending-alone", 2, 31)
     assert found[0][-1] == (b"\x00marker", None, [])
     assert [value for _, value, _ in found[0][:-1]] == [b"v%d" % n for n in range(30)]

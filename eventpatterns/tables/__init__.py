@@ -139,8 +139,12 @@ class TableStateStore:
     async def send_changelog(self, producer: Any) -> None:
         """Produce the held-back changelog records; then they count as persisted."""
         written = await self.changelog.send(producer)
+        store = self.state.data
+        if isinstance(store, BulkRestoredStore):  # kept in memory: not read again
+            store.note_written(self.changelog.last_batch_starts)
+            return
         for tp, offset in written.items():  # RocksDB keeps it, to restore from there
-            self.state.data.set_persisted_offset(tp, offset)
+            store.set_persisted_offset(tp, offset)
 
     def partition_of(self, key: bytes) -> int:
         """The partition a user's state belongs to: where its value was written.

@@ -6,7 +6,10 @@ recovery queue: ~3,300 records/s on the benchmark machine, five minutes for
 this store reads their changelog first, with a consumer of its own and whole
 fetches, and reports where it stopped as the persisted offset, so that
 Faust's recovery only reads what is left (nothing, unless a writer is still
-at work).
+at work). The partitions a worker keeps across a rebalance are not read
+again: Faust's memory store reports no persisted offset, so its recovery
+re-read every kept partition from its start, record by record, at every
+rebalance; this one reports where its own writes got to (`note_written`).
 """
 
 from __future__ import annotations
@@ -105,7 +108,8 @@ class BulkRestoredStore(memory.Store):  # type: ignore[misc]
     def __post_init__(self) -> None:
         super().__post_init__()
         self._key_partition = KeyPartitions(self.data)
-        self._restored: dict[TP, int] = {}
+        self._positions: dict[TP, int] = {}
+        """Per changelog partition, an offset up to which the data holds its records."""
 
     def write(self, key: bytes, value: bytes | None, partition: int) -> None:
         """Set (or, with None, delete) a key written for `partition`.
@@ -125,7 +129,18 @@ class BulkRestoredStore(memory.Store):  # type: ignore[misc]
         return partition
 
     def persisted_offset(self, tp: TP) -> int | None:
-        return self._restored.get(tp)
+        return self._positions.get(tp)
+
+    def note_written(self, last_batch_starts: Mapping[TopicPartition, int]) -> None:
+        """The worker wrote these changelog partitions: the data holds them up to there.
+
+        The offset where the last record batch written starts, not its last
+        record's: Tansu gives a partition's end as that + 1, and Faust refuses a
+        persisted offset past the end (`ConsistencyError`). On Kafka its
+        recovery then reads the rest of that batch again: values the data holds.
+        """
+        for tp, offset in last_batch_starts.items():
+            self._positions[TP(tp.topic, tp.partition)] = offset
 
     async def on_rebalance(
         self,
@@ -146,7 +161,7 @@ class BulkRestoredStore(memory.Store):  # type: ignore[misc]
             except Exception:  # Faust's own recovery reads it all again, from the start
                 log.exception("%s: bulk changelog read failed", self.table.name)
                 return
-            self._restored.update({TP(tp.topic, tp.partition): o for tp, o in offsets.items()})
+            self._positions.update({TP(tp.topic, tp.partition): o for tp, o in offsets.items()})
             log.info(
                 "%s: %d partitions read from the changelog in %.1fs, %d keys held",
                 self.table.name,
@@ -156,8 +171,11 @@ class BulkRestoredStore(memory.Store):  # type: ignore[misc]
             )
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        """Faust drops the keys of the partitions this worker no longer has; their
+        positions go with them (given back later, they are read in bulk again)."""
         await super().on_recovery_completed(active_tps, standby_tps)
-        self._restored.clear()  # from now on Faust knows the positions
+        for tp in [tp for tp in self._positions if tp not in active_tps]:
+            del self._positions[tp]
 
 
 async def read_changelog(

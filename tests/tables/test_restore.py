@@ -182,3 +182,35 @@ async def test_faust_drops_the_keys_of_partitions_no_longer_held_by_their_values
 
     assert set(data) == {b"kept"}
     assert dict(store._key_partition.items()) == {b"kept": 0}
+
+
+async def test_partitions_kept_across_a_rebalance_are_not_read_again() -> None:
+    """The store reports where the worker's own writes got to, as far as Faust may see.
+
+    Faust's memory store reports no persisted offset, and its recovery read every
+    partition a worker kept from the start again, record by record, at each
+    rebalance. Offsets are where the last record batch written starts (Tansu's
+    end offset is that + 1); partitions the worker lost forget theirs.
+    """
+    import faust
+
+    from eventpatterns import tables
+
+    app = faust.App("restore-positions", store="memory://", autodiscover=False)
+    store = tables.declare(app, 4).data
+    topic = f"{app.conf.id}-state-changelog"
+    kept, lost = TP(topic, 0), TP(topic, 1)
+    store.write(b"kept", stored(0), 0)
+    store.write(b"lost", stored(1), 1)
+    assert store.persisted_offset(kept) is None
+
+    store.note_written({TopicPartition(topic, 0): 40, TopicPartition(topic, 1): 7})
+    store.note_written({TopicPartition(topic, 0): 52})
+    assert store.persisted_offset(kept) == 52
+    assert store.persisted_offset(lost) == 7
+
+    await store.on_recovery_completed({kept}, set())
+
+    assert store.persisted_offset(kept) == 52
+    assert store.persisted_offset(lost) is None
+    assert set(store.data) == {b"kept"}
