@@ -150,6 +150,8 @@ class BulkRestoredStore(memory.Store):  # type: ignore[misc]
         generation_id: int = 0,
     ) -> None:
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        for tp in newly_assigned:  # another worker had it: what this one knew is stale
+            self._positions.pop(tp, None)
         topic = self.table.changelog_topic_name
         standbys = self.app.assignor.assigned_standbys()
         wanted = {tp for tp in newly_assigned if tp.topic == topic and tp not in standbys}

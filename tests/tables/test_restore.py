@@ -214,3 +214,27 @@ async def test_partitions_kept_across_a_rebalance_are_not_read_again() -> None:
     assert store.persisted_offset(kept) == 52
     assert store.persisted_offset(lost) is None
     assert set(store.data) == {b"kept"}
+
+
+async def test_a_partition_given_back_is_not_trusted_from_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Newly assigned, it may have been another worker's meanwhile: what this worker
+    knew of it is stale, also when the bulk read fails and Faust reads it instead."""
+    import faust
+
+    from eventpatterns import tables
+    from eventpatterns.tables import restore
+
+    app = faust.App("restore-given-back", store="memory://", autodiscover=False)
+    store = tables.declare(app, 1).data
+    topic = f"{app.conf.id}-state-changelog"
+    store.note_written({TopicPartition(topic, 0): 7})  # before it was taken away
+
+    async def unreachable(*_: object) -> None:
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(restore, "read_changelog", unreachable)
+    await store.on_rebalance({TP(topic, 0)}, set(), {TP(topic, 0)}, 2)
+
+    assert store.persisted_offset(TP(topic, 0)) is None  # Faust reads it from the start
