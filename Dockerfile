@@ -5,9 +5,11 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY eventpatterns ./eventpatterns
 COPY examples ./examples
+# The build runs from /, so that it compiles the installed package (the one the
+# final stage copies), not the sources in /app that `python -m` would import first.
 RUN python -m venv /venv \
  && /venv/bin/pip install --no-cache-dir '.[compiled]' \
- && /venv/bin/python -m eventpatterns.compiled \
+ && cd / && /venv/bin/python -m eventpatterns.compiled \
  && /venv/bin/pip uninstall --yes mypy
 
 FROM python:3.11-slim

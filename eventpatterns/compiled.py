@@ -25,6 +25,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
@@ -87,22 +88,34 @@ def refuse_stale_build() -> None:
 
 
 def compile_core() -> list[Path]:
-    """Build the extensions next to the sources; returns them. Needs mypy and a C compiler."""
+    """Build the extensions next to the sources; returns them. Needs mypy and a C compiler.
+
+    mypyc runs on a copy of the package in a scratch directory: mypy takes the
+    modules beside the package for the project's own, and in an installed
+    package's directory (site-packages) it refuses the ones that shadow a library
+    (`typing_extensions.py`). The extensions go next to their sources, mypyc's
+    shared library next to the package, where the extensions import it from.
+    """
     clean()
     root = PACKAGE.parent
     sources = [str(Path(PACKAGE.name) / "core" / f"{module}.py") for module in MODULES]
-    before = {path.name for path in root.iterdir()}
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "mypyc", *sources],
-            cwd=root,
-            check=True,
-            stdout=subprocess.DEVNULL,
+    with tempfile.TemporaryDirectory(prefix="eventpatterns-mypyc-") as scratch:
+        work = Path(scratch)
+        shutil.copytree(
+            PACKAGE,
+            work / PACKAGE.name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.so", STAMP.name),
         )
-    finally:
-        if "build" not in before:
-            shutil.rmtree(root / "build", ignore_errors=True)  # mypyc's C sources and objects
-    libraries = sorted(p.name for p in root.glob("*__mypyc*") if p.name not in before)
+        build = subprocess.run(
+            [sys.executable, "-m", "mypyc", *sources], cwd=work, capture_output=True, text=True
+        )
+        if build.returncode:
+            raise RuntimeError(f"mypyc failed:\n{build.stdout[-4000:]}{build.stderr[-4000:]}")
+        for built in (work / PACKAGE.name / "core").glob("*.so"):
+            shutil.copy2(built, CORE / built.name)
+        libraries = sorted(p.name for p in work.glob("*__mypyc*"))
+        for name in libraries:
+            shutil.copy2(work / name, root / name)
     STAMP.write_text(
         json.dumps(
             {"sources": {m: _source_hash(m) for m in MODULES}, "libraries": libraries},
