@@ -34,12 +34,19 @@ def processor(store: MemoryStore, recent: int) -> BatchProcessor:
     )
 
 
+AUDIENCES = {"u1": ("M", 40), "u2": ("F", 30), "u3": ("F", 50)}
+"""Each seed offer's audience, and neither's."""
+
+
 def click(user: str, second: int, category: str, product: str) -> dict[str, Any]:
+    gender, age = AUDIENCES[user]
     return {
         "timestamp": BASE_NS + second * 10**9,
         "userId": user,
         "category": category,
         "productId": product,
+        "gender": gender,
+        "age": age,
     }
 
 
