@@ -137,14 +137,18 @@ class TableStateStore:
                 self.changelog.add_alone(topic, partition, marker, None)
 
     async def send_changelog(self, producer: Any) -> None:
-        """Produce the held-back changelog records; then they count as persisted."""
-        written = await self.changelog.send(producer)
-        store = self.state.data
-        if isinstance(store, BulkRestoredStore):  # kept in memory: not read again
-            store.note_written(self.changelog.last_batch_starts)
-            return
-        for tp, offset in written.items():  # RocksDB keeps it, to restore from there
-            store.set_persisted_offset(tp, offset)
+        """Produce the held-back changelog records; then they count as persisted.
+
+        Up to where the last record batch written starts: Tansu gives a
+        partition's end as that + 1, and Faust refuses a persisted offset past
+        the end (`ConsistencyError`); on Kafka a recovery reads the rest of that
+        batch again, values the store holds. RocksDB keeps the offset to restore
+        from there; the memory store, so that a partition kept across a
+        rebalance is not read again.
+        """
+        await self.changelog.send(producer)
+        for tp, offset in self.changelog.last_batch_starts.items():
+            self.state.data.set_persisted_offset(tp, offset)
 
     def partition_of(self, key: bytes) -> int:
         """The partition a user's state belongs to: where its value was written.

@@ -9,7 +9,7 @@ Faust's recovery only reads what is left (nothing, unless a writer is still
 at work). The partitions a worker keeps across a rebalance are not read
 again: Faust's memory store reports no persisted offset, so its recovery
 re-read every kept partition from its start, record by record, at every
-rebalance; this one reports where its own writes got to (`note_written`).
+rebalance; this one reports where its own writes got to (`set_persisted_offset`).
 """
 
 from __future__ import annotations
@@ -131,16 +131,9 @@ class BulkRestoredStore(memory.Store):  # type: ignore[misc]
     def persisted_offset(self, tp: TP) -> int | None:
         return self._positions.get(tp)
 
-    def note_written(self, last_batch_starts: Mapping[TopicPartition, int]) -> None:
-        """The worker wrote these changelog partitions: the data holds them up to there.
-
-        The offset where the last record batch written starts, not its last
-        record's: Tansu gives a partition's end as that + 1, and Faust refuses a
-        persisted offset past the end (`ConsistencyError`). On Kafka its
-        recovery then reads the rest of that batch again: values the data holds.
-        """
-        for tp, offset in last_batch_starts.items():
-            self._positions[TP(tp.topic, tp.partition)] = offset
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        """The worker wrote this changelog partition: the data holds it up to `offset`."""
+        self._positions[TP(tp.topic, tp.partition)] = offset
 
     async def on_rebalance(
         self,

@@ -204,8 +204,9 @@ async def test_partitions_kept_across_a_rebalance_are_not_read_again() -> None:
     store.write(b"lost", stored(1), 1)
     assert store.persisted_offset(kept) is None
 
-    store.note_written({TopicPartition(topic, 0): 40, TopicPartition(topic, 1): 7})
-    store.note_written({TopicPartition(topic, 0): 52})
+    store.set_persisted_offset(TopicPartition(topic, 0), 40)
+    store.set_persisted_offset(TopicPartition(topic, 1), 7)
+    store.set_persisted_offset(TopicPartition(topic, 0), 52)
     assert store.persisted_offset(kept) == 52
     assert store.persisted_offset(lost) == 7
 
@@ -229,7 +230,7 @@ async def test_a_partition_given_back_is_not_trusted_from_before(
     app = faust.App("restore-given-back", store="memory://", autodiscover=False)
     store = tables.declare(app, 1).data
     topic = f"{app.conf.id}-state-changelog"
-    store.note_written({TopicPartition(topic, 0): 7})  # before it was taken away
+    store.set_persisted_offset(TopicPartition(topic, 0), 7)  # before it was taken away
 
     async def unreachable(*_: object) -> None:
         raise ConnectionError("broker unreachable")
