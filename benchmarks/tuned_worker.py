@@ -15,6 +15,8 @@ BENCH_CONSUMER_THREAD    run the consumer in a thread of its own, as faust-strea
                          without `faustpatches.consume_on_the_app_loop`.
 BENCH_RECORD_DELIVERY    deliver the events agent's records one by one through Faust's
                          channel and stream, without `faustpatches.deliver_fetches_in_bulk`.
+BENCH_SLICE_OUTPUTS      apply a batch this many records at a time and hand each slice's
+                         outputs to the producer at once (states written at the end).
 
 Seven proposals measured this way have landed (batch sends, uvloop, the garbage
 collector's thresholds with `gc.freeze()` after recovery, delivery without tasks,
@@ -26,7 +28,8 @@ settings: `fetch5` (a 5 ms fetch wait, for a broker that holds an empty fetch as
 long as it may, as Tansu does), `batchwait2` (a batch waits 2 ms to fill, not 5),
 `batchwait10` (10 ms, the default until 2026-12-01), `batch250` (batches of
 at most 250 events, not 1,000) and `norecent` (no decoded states of recent users
-kept, `EVENTPATTERNS_RECENT_STATES=0`).
+kept, `EVENTPATTERNS_RECENT_STATES=0`). `sliceoutputs` sets BENCH_SLICE_OUTPUTS to
+100; measured worse, not landed.
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
 """
@@ -52,6 +55,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "recorddelivery": {"BENCH_RECORD_DELIVERY": "1"},
     "batch250": {"EVENTPATTERNS_BATCH_SIZE": "250"},
     "norecent": {"EVENTPATTERNS_RECENT_STATES": "0"},
+    "sliceoutputs": {"BENCH_SLICE_OUTPUTS": "100"},
 }
 
 
@@ -96,6 +100,52 @@ def _deliver_record_by_record() -> None:
     patches.deliver_fetches_in_bulk = lambda: None
 
 
+def _send_outputs_per_slice(size: int) -> None:
+    """A batch applied `size` records at a time, each slice's outputs handed to the
+    producer at once; the states written once all are durable (not for landing:
+    slices' sends of one partition are not ordered)."""
+    import asyncio
+    import time
+
+    import eventpatterns.agents as agents
+    from eventpatterns.agents.batching import acknowledge, batches
+    from eventpatterns.app import AppliedBatch, _outputs
+    from eventpatterns.processor import BatchResult
+    from eventpatterns.sending import RecordBatches
+
+    counters = ("events", "bad", "duplicates", "forwarded", "ticks", "records")
+
+    async def apply_batches(runtime: Any, stream: Any, max_events: int, within: float) -> None:
+        processor = runtime.processor
+        async for batch in batches(stream, max_events, within):
+            producer = runtime.app.producer._ensure_producer()
+            started = time.perf_counter()
+            touched: dict[str, Any] = {}
+            total = BatchResult()
+            sends = []
+            for first in range(0, len(batch), size):
+                part = BatchResult()
+                for incoming in batch[first : first + size]:
+                    if incoming.topic == processor.topics.timers:
+                        processor._command(incoming, touched, part)
+                    else:
+                        processor._event(incoming, touched, part)
+                for name in counters:
+                    setattr(total, name, getattr(total, name) + getattr(part, name))
+                sends.append(asyncio.ensure_future(_outputs(part).send(producer)))
+                await asyncio.sleep(0)  # the producer's sender takes them
+            for user_id, (envelope, partition) in touched.items():
+                total.writes.append((user_id, envelope.encode(partition), partition))
+                total.decoded.append(envelope)
+                total.timers[user_id] = envelope.state.next_due()
+            runtime.metrics.observe_batch(total, time.perf_counter() - started, len(batch))
+            await asyncio.gather(*sends)
+            await runtime.commit_batch(AppliedBatch(total, RecordBatches()))
+            acknowledge(runtime.app, batch)
+
+    agents.apply_batches = apply_batches  # type: ignore[assignment]
+
+
 def main() -> int:
     if os.environ.get("BENCH_RECORD_DELIVERY"):
         _deliver_record_by_record()
@@ -109,6 +159,8 @@ def main() -> int:
         _keep_task_delivery()
     if os.environ.get("BENCH_LINGER_MS"):
         _patch_linger(int(os.environ["BENCH_LINGER_MS"]))
+    if os.environ.get("BENCH_SLICE_OUTPUTS"):
+        _send_outputs_per_slice(int(os.environ["BENCH_SLICE_OUTPUTS"]))
     from eventpatterns.worker import main as worker_main
 
     return worker_main()
