@@ -204,6 +204,28 @@ def test_format_ms_round_trips_to_the_millisecond(micros: int) -> None:
     assert parse_timestamp(format_ms(micros)) == micros - micros % 1000
 
 
+@given(st.integers(min_value=MIN_US, max_value=MAX_US))
+def test_formats_agree_with_datetime(micros: int) -> None:
+    moment = us_to_datetime(micros)
+    assert format_ms(micros) == moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert format_us(micros) == moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def test_formats_stay_right_beyond_the_days_cached() -> None:
+    start = parse_timestamp("2020-01-01T23:59:59.999Z")
+    for day in range(10_000):  # more days than the cache keeps
+        micros = start + day * D
+        expected = us_to_datetime(micros).isoformat(timespec="milliseconds")
+        assert format_ms(micros) == expected.replace("+00:00", "Z")
+
+
+def test_formats_refuse_years_past_9999() -> None:
+    with pytest.raises(OverflowError):
+        format_ms(MAX_US + 1)
+    with pytest.raises(OverflowError):
+        format_us(MIN_US - 1)
+
+
 @pytest.mark.parametrize(
     ("micros", "text"),
     [
