@@ -260,7 +260,10 @@ class Engine:
             # The window ends at this occurrence, or, for a late event, at the pattern's
             # latest occurrence: a late event joins the current window if it lies in it,
             # and cannot make the pattern forget what was recorded after it.
-            end = max([now, *(store[-1][0] for store in ps.occurrences if store)])
+            end = now
+            for store in ps.occurrences:  # not max() of a starred generator: an object
+                if store and store[-1][0] > end:
+                    end = store[-1][0]
             if now <= end - pattern.duration:
                 return  # a late event older than the current window does not count
             _prune_window(pattern, ps, end)
