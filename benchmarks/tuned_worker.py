@@ -17,6 +17,9 @@ BENCH_RECORD_DELIVERY    deliver the events agent's records one by one through F
                          channel and stream, without `faustpatches.deliver_fetches_in_bulk`.
 BENCH_SLICE_OUTPUTS      apply a batch this many records at a time and hand each slice's
                          outputs to the producer at once (states written at the end).
+BENCH_ZSTD_DICT          compress stored states with a zstd dictionary of this many bytes,
+                         trained at start on states the worker's own pattern file makes of
+                         other users (datagen seed 99), not the benchmark's.
 
 Seven proposals measured this way have landed (batch sends, uvloop, the garbage
 collector's thresholds with `gc.freeze()` after recovery, delivery without tasks,
@@ -29,7 +32,9 @@ long as it may, as Tansu does), `batchwait2` (a batch waits 2 ms to fill, not 5)
 `batchwait10` (10 ms, the default until 2026-12-01), `batch250` (batches of
 at most 250 events, not 1,000) and `norecent` (no decoded states of recent users
 kept, `EVENTPATTERNS_RECENT_STATES=0`). `sliceoutputs` sets BENCH_SLICE_OUTPUTS to
-100; measured worse, not landed.
+100; measured worse, not landed. `zstddict` sets BENCH_ZSTD_DICT to 4096, to
+measure the proposal of a dictionary per pattern file (values written with it are
+readable only by workers with the same dictionary: not for landing as it is).
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
 """
@@ -56,6 +61,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "batch250": {"EVENTPATTERNS_BATCH_SIZE": "250"},
     "norecent": {"EVENTPATTERNS_RECENT_STATES": "0"},
     "sliceoutputs": {"BENCH_SLICE_OUTPUTS": "100"},
+    "zstddict": {"BENCH_ZSTD_DICT": "4096"},
 }
 
 
@@ -146,6 +152,46 @@ def _send_outputs_per_slice(size: int) -> None:
     agents.apply_batches = apply_batches  # type: ignore[assignment]
 
 
+def _compress_with_a_dictionary(size: int) -> None:
+    """States compressed with a dictionary trained on states of the worker's pattern file."""
+    import zstandard
+
+    import eventpatterns.processor as processor
+    from eventpatterns.core.definitions import load_definitions_file
+
+    from . import datagen
+
+    definitions = load_definitions_file(os.environ["EVENTPATTERNS_PATTERNS"])
+    records = datagen.generate(60_000, 6_000, seed=99, first_user=10_000_000)
+    topics = processor.Topics(definitions.source.topic, "e", "t", "a", "d", "h")
+    store: dict[str, bytes] = {}
+
+    class Store:
+        def get(self, user_id: str) -> bytes | None:
+            return store.get(user_id)
+
+        def put(self, user_id: str, value: bytes, partition: int) -> None:
+            store[user_id] = value
+
+    batch_processor = processor.BatchProcessor(definitions, topics, 1, Store())
+    raws = datagen.encode(records)
+    for first in range(0, len(raws), 1000):
+        batch = [
+            processor.Incoming(topics.source, 0, first + n, record["userId"].encode(), raw, 1)
+            for n, (record, raw) in enumerate(
+                zip(records[first : first + 1000], raws[first : first + 1000], strict=True)
+            )
+        ]
+        batch_processor.write_states(batch_processor.process(batch))
+    samples = [processor.unpack_stored(value) for value in store.values()]
+    trained = zstandard.train_dictionary(size, samples)
+    processor._COMPRESSOR = zstandard.ZstdCompressor(
+        level=1, dict_data=trained, write_checksum=False
+    )
+    processor._SMALL_COMPRESSOR = processor._COMPRESSOR
+    processor._DECOMPRESSOR = zstandard.ZstdDecompressor(dict_data=trained)
+
+
 def main() -> int:
     if os.environ.get("BENCH_RECORD_DELIVERY"):
         _deliver_record_by_record()
@@ -161,6 +207,8 @@ def main() -> int:
         _patch_linger(int(os.environ["BENCH_LINGER_MS"]))
     if os.environ.get("BENCH_SLICE_OUTPUTS"):
         _send_outputs_per_slice(int(os.environ["BENCH_SLICE_OUTPUTS"]))
+    if os.environ.get("BENCH_ZSTD_DICT"):
+        _compress_with_a_dictionary(int(os.environ["BENCH_ZSTD_DICT"]))
     from eventpatterns.worker import main as worker_main
 
     return worker_main()
