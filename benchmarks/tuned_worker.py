@@ -160,30 +160,14 @@ def _compress_with_a_dictionary(size: int) -> None:
     from eventpatterns.core.definitions import load_definitions_file
 
     from . import datagen
+    from .bench_core import DictStore, incoming_batches, runtime_path
 
     definitions = load_definitions_file(os.environ["EVENTPATTERNS_PATTERNS"])
     records = datagen.generate(60_000, 6_000, seed=99, first_user=10_000_000)
-    topics = processor.Topics(definitions.source.topic, "e", "t", "a", "d", "h")
-    store: dict[str, bytes] = {}
-
-    class Store:
-        def get(self, user_id: str) -> bytes | None:
-            return store.get(user_id)
-
-        def put(self, user_id: str, value: bytes, partition: int) -> None:
-            store[user_id] = value
-
-    batch_processor = processor.BatchProcessor(definitions, topics, 1, Store())
-    raws = datagen.encode(records)
-    for first in range(0, len(raws), 1000):
-        batch = [
-            processor.Incoming(topics.source, 0, first + n, record["userId"].encode(), raw, 1)
-            for n, (record, raw) in enumerate(
-                zip(records[first : first + 1000], raws[first : first + 1000], strict=True)
-            )
-        ]
-        batch_processor.write_states(batch_processor.process(batch))
-    samples = [processor.unpack_stored(value) for value in store.values()]
+    store = DictStore()
+    batches = incoming_batches(definitions.source.topic, records, datagen.encode(records))
+    runtime_path(definitions, batches, store)
+    samples = [processor.unpack_stored(value) for value in store.values.values()]
     trained = zstandard.train_dictionary(size, samples)
     processor._COMPRESSOR = zstandard.ZstdCompressor(
         level=1, dict_data=trained, write_checksum=False
