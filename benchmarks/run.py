@@ -260,6 +260,29 @@ def expected_outputs(patterns: Path, records: list[dict[str, Any]], topic: str) 
 # --------------------------------------------------------------------------- throughput
 
 
+POLL_EVERY = 0.1
+"""Seconds between reads of a child's count: until its first event, and as the end nears."""
+POLL_AT_MOST = 1.0
+
+
+def poll_interval(
+    first: tuple[float, int, float, float] | None, now: float, count: int, expected: int
+) -> float:
+    """How long to wait before reading the count again.
+
+    A worker's count is its `/metrics`, which it renders for each read: ten reads a
+    second were ~2 % of a ten-pattern worker's CPU (py-spy), which the baselines'
+    progress files do not cost them. So between the first event and the last tenth
+    of the way the reads thin out, and a run's start and end are still seen within
+    `POLL_EVERY`.
+    """
+    if first is None or count <= first[1]:
+        return POLL_EVERY
+    rate = (count - first[1]) / max(now - first[0], 1e-9)
+    until_end = (expected - count) / rate
+    return min(POLL_AT_MOST, max(POLL_EVERY, (until_end - POLL_EVERY) / 2))
+
+
 def measure(
     child: Child,
     expected: int,
@@ -285,7 +308,7 @@ def measure(
             raise RuntimeError(f"{child.name} applied nothing in {startup_timeout}s")
         if first is not None and now - first[0] > timeout:
             break
-        time.sleep(0.1)
+        time.sleep(poll_interval(first, now, count, expected))
     assert first is not None
     seconds = max(1e-9, now - first[0])
     events = count - first[1]
