@@ -140,10 +140,18 @@ class TimerService:
         self._wake_by(self.index.earliest())
 
     def _wake_by(self, due: int | None) -> None:
-        """Bring the alarm forward to `due` unless it already rings by then."""
-        if due is not None and (
-            self.alarm_at is None or due < self.alarm_at or self.alarm_at < self.clock()
-        ):
+        """Bring the alarm forward to `due` unless it already rings by then.
+
+        An alarm past its time has not rung: the event loop has not got to it, or
+        it was lost (APScheduler skips a run it finds busy). It is set again for
+        the earliest user due, at once; set for `due`, a later time, it would put
+        off the ticks of the users due already.
+        """
+        if due is None:
+            return
+        if self.alarm_at is not None and self.alarm_at < self.clock():
+            self._set_alarm(min(due, self.index.earliest() or due))
+        elif self.alarm_at is None or due < self.alarm_at:
             self._set_alarm(due)
 
     def forget_partitions(
