@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import struct
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -204,9 +203,7 @@ class RecentStates:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        # An OrderedDict drops its oldest entry in O(1); a dict finds its first key by
-        # stepping over the slots its deletions left (0.50 against 0.32 us per `keep`).
-        self.entries: OrderedDict[str, tuple[bytes, Envelope]] = OrderedDict()
+        self.entries: dict[str, tuple[bytes, Envelope]] = {}
 
     def take(self, user_id: str, stored: bytes) -> Envelope | None:
         entry = self.entries.pop(user_id, None)
@@ -221,7 +218,7 @@ class RecentStates:
         entries.pop(user_id, None)  # to the end: the most recent
         entries[user_id] = (stored, envelope)
         if len(entries) > self.size:
-            entries.popitem(last=False)
+            del entries[next(iter(entries))]
 
     def clear(self) -> None:
         self.entries.clear()
