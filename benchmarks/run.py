@@ -272,9 +272,9 @@ def poll_interval(
 
     A worker's count is its `/metrics`, which it renders for each read: ten reads a
     second were ~2 % of a ten-pattern worker's CPU (py-spy), which the baselines'
-    progress files do not cost them. So between the first event and the last tenth
-    of the way the reads thin out, and a run's start and end are still seen within
-    `POLL_EVERY`.
+    progress files do not cost them. So after the first event the reads thin out to
+    one a second at most, half the time left to the end (at the rate so far), and a
+    run's start and end are still seen within `POLL_EVERY`.
     """
     if first is None or count <= first[1]:
         return POLL_EVERY

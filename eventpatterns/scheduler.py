@@ -150,7 +150,8 @@ class TimerService:
         if due is None:
             return
         if self.alarm_at is not None and self.alarm_at < self.clock():
-            self._set_alarm(min(due, self.index.earliest() or due))
+            earliest = self.index.earliest()
+            self._set_alarm(due if earliest is None else min(due, earliest))
         elif self.alarm_at is None or due < self.alarm_at:
             self._set_alarm(due)
 
