@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 WAKE_JOB_ID = "eventpatterns-wake"
 RETRY_US = 1_000_000
 """After a failed send, the next wake-up is at least this far away."""
+TICK_RETRY_US = 60_000_000
+"""A tick sent is sent again this long after, unless the user's state was written
+meanwhile (`update_all`): a tick lost on its way is not a timer lost."""
 
 
 @dataclass
@@ -193,6 +196,10 @@ class TimerService:
                 log.exception("could not send the timer tick of %r", user)
                 self.index.set(user, due)
                 retry = True
+            else:
+                # `send_tick` only buffers the record, whose produce may still fail:
+                # the user stays indexed until the tick's batch writes its state
+                self.index.set(user, now + TICK_RETRY_US)
         following = self.index.earliest()
         if following is not None:
             self._set_alarm(max(following, now + RETRY_US) if retry else following)

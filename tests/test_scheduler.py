@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventpatterns.scheduler import TimerIndex, TimerService, now_us
+from eventpatterns.scheduler import TICK_RETRY_US, TimerIndex, TimerService, now_us
 
 
 def test_index_pops_due_users_in_due_order_and_forgets_them() -> None:
@@ -152,7 +152,27 @@ async def test_a_failed_send_is_retried() -> None:
     service.wake()
     assert attempts == ["u"] and service.index.earliest() == 5
     service.wake()  # the next wake-up (at least a second later in real time) retries
-    assert attempts == ["u", "u"] and service.index.earliest() is None
+    assert attempts == ["u", "u"] and service.index.earliest() == 10 + TICK_RETRY_US
+    service.shutdown()
+
+
+def test_a_tick_is_sent_again_until_the_users_state_is_written() -> None:
+    sent: list[tuple[str, int]] = []
+    clock = [1_000]
+    service = TimerService(lambda user, due: sent.append((user, due)), clock=lambda: clock[0])
+    service.update_all([("lost", 900), ("applied", 950)])
+    service.wake()
+    assert sent == [("lost", 900), ("applied", 950)]
+    # the tick of "applied" reached the agent: its state was written, with no timer left
+    service.update_all([("applied", None)])
+    clock[0] = 1_000 + TICK_RETRY_US - 1
+    service.wake()
+    assert len(sent) == 2  # not yet
+    clock[0] = 1_000 + TICK_RETRY_US
+    service.wake()
+    assert sent[2:] == [("lost", 1_000 + TICK_RETRY_US)]  # the lost one only, once more
+    service.update_all([("lost", 5_000_000_000)])  # applied at last; a timer of its own left
+    assert service.index.earliest() == 5_000_000_000
     service.shutdown()
 
 
