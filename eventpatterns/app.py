@@ -28,7 +28,7 @@ from .core.events import Event
 from .faustpatches import FetchedRecord
 from .gctuning import freeze_survivors
 from .metrics import Metrics
-from .processor import BatchProcessor, BatchResult
+from .processor import BatchProcessor, BatchResult, Held
 from .redislog import TransitionLog
 from .scheduler import TimerService
 from .sending import RecordBatches
@@ -149,6 +149,8 @@ class Runtime:
             recent_states=settings.recent_states,
         )
         self.timer_service = TimerService(self.send_tick)
+        self.held: Held = {}
+        """The decoded states of the users applied since their states were last encoded."""
         self._topics: dict[str, faust.TopicT] = {}
         self.listeners: list[Any] = []
         """Callables given each audit record (the dashboard's live feed)."""
@@ -196,7 +198,7 @@ class Runtime:
     def process_batch(self, records: list[FetchedRecord]) -> AppliedBatch:
         """Apply a batch the agent took; what to write is `commit_batch`'s."""
         started = time.perf_counter()
-        result = self.processor.process(records)
+        result = self.processor.process(records, self.held)
         self.metrics.observe_batch(result, time.perf_counter() - started, len(records))
         self.metrics.observe_lag([record.timestamp_ms for record in records], time.time())
         return AppliedBatch(result, _outputs(result))
@@ -224,20 +226,61 @@ class Runtime:
         self.stop_worker()
 
     async def commit_batch(self, applied: AppliedBatch) -> None:
-        """Outputs durable first, then the states that account for them, then the timers.
+        """Make a batch's outputs durable, with the states encoded before it.
 
-        A crash in between re-applies the batch from the old states: the same
-        outputs again, under the same ids, and nothing lost.
+        Outputs durable first, then the states that account for them: a
+        batch's states stay decoded (`held`) until `encode_held`, which follows
+        the write of their outputs, and the states it encodes go with the next
+        batch's outputs, in the same produce request, or alone (`write_states`).
+        So one round trip per batch, and a user's events in several batches
+        cost one decode and one encode. A crash before the states are durable
+        re-applies their records from the old states: the same outputs again,
+        under the same ids, and nothing lost.
         """
-        producer = self.app.producer._ensure_producer()
-        await applied.outputs.send(producer)
-        self.processor.write_states(applied.result)
+        await self._write(applied.outputs)
+
+    def encode_held(self) -> None:
+        """Store the held states; their changelog records go with the next write.
+
+        Only once the outputs they account for are durable (`commit_batch`).
+        """
+        result = BatchResult()
+        self.processor.encode(self.held, result)
+        self.held = {}
+        self.processor.write_states(result)
         self.timer_service.update_all(
-            (user_id.encode(), due) for user_id, due in applied.result.timers.items()
+            (user_id.encode(), due) for user_id, due in result.timers.items()
         )
-        if self.embedded_broker and not self.store.restores_in_bulk:
+
+    async def write_states(self) -> None:
+        """Encode the held states and make every state encoded durable, now."""
+        self.encode_held()
+        if self.store.changelog:
+            await self._write(RecordBatches())
+
+    def reapply(self, records: list[FetchedRecord]) -> None:
+        """Apply records again to the states last encoded; their outputs (durable) dropped.
+
+        After the core failed half-way through a batch: the held states it may
+        have changed go, and what they held is made again.
+        """
+        self.held = {}
+        self.processor.reapply(records, self.held)
+
+    def drop_held(self) -> None:
+        """Forget the held states (a rebalance): their records, not acknowledged, are
+        fetched and applied again from the states last written."""
+        if self.held:
+            log.warning("dropping the states of %d users held at a rebalance", len(self.held))
+        self.held = {}
+
+    async def _write(self, outputs: RecordBatches) -> None:
+        """`outputs` and the states encoded since the last write, in one produce request."""
+        if self.embedded_broker and not self.store.restores_in_bulk and self.store.changelog:
             self.store.end_changelog_batches(CHANGELOG_MARKER)
-        await self.store.send_changelog(producer)
+        outputs.take_all(self.store.changelog)
+        await outputs.send(self.app.producer._ensure_producer())
+        self.store.changelog_written(outputs.last_batch_starts)
 
     def send_tick(self, key: bytes, due: int) -> None:
         value = orjson.dumps({"kind": "tick", "user_id": key.decode(), "due": due})
@@ -294,6 +337,7 @@ class Runtime:
     # ------------------------------------------------------------------ rebalancing
 
     async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
+        self.drop_held()  # written by the agent as flow stopped, unless it could not be
         self.processor.recent.clear()  # recovery rewrites the states; the store decides
         self.timer_service.forget_partitions(
             {tp.partition for tp in revoked}, self.store.partition_of

@@ -224,6 +224,10 @@ class RecentStates:
         self.entries.clear()
 
 
+Held = dict[str, tuple[Envelope, int]]
+"""user -> (decoded state, partition) of the users applied since their states were encoded."""
+
+
 @dataclass
 class BatchResult:
     outgoing: list[Outgoing] = field(default_factory=list)
@@ -270,19 +274,44 @@ class BatchProcessor:
 
     # ------------------------------------------------------------------ the batch
 
-    def process(self, batch: Iterable[Incoming]) -> BatchResult:
+    def process(self, batch: Iterable[Incoming], held: Held | None = None) -> BatchResult:
+        """Apply a batch; the states it changed encoded in `result.writes`, or kept in `held`.
+
+        `held`: the decoded states of the users applied since they were last
+        encoded (`encode`), kept across batches by the events agent, so that a
+        user's events in several small batches cost one decode and one encode.
+        A batch that raises may have changed some of them half-way: they are
+        then not to be encoded (the agent makes them again, `Runtime.reapply`).
+        """
         result = BatchResult()
-        touched: dict[str, tuple[Envelope, int]] = {}
+        touched: Held = {} if held is None else held
         for incoming in batch:
             if incoming.topic == self.topics.timers:
                 self._command(incoming, touched, result)
             else:
                 self._event(incoming, touched, result)
-        for user_id, (envelope, partition) in touched.items():
+        if held is None:
+            self.encode(touched, result)
+        return result
+
+    def reapply(self, records: Iterable[Incoming], held: Held) -> None:
+        """Apply again, into `held`, records whose outputs were made and written before.
+
+        Their records went to the sink (the Redis log, the live feed) the first
+        time: not again.
+        """
+        sink, self.sink = self.sink, None
+        try:
+            self.process(records, held)
+        finally:
+            self.sink = sink
+
+    def encode(self, held: Held, result: BatchResult) -> None:
+        """The states of `held`, to write (`result.writes`, `decoded`, `timers`)."""
+        for user_id, (envelope, partition) in held.items():
             result.writes.append((user_id, envelope.encode(partition), partition))
             result.decoded.append(envelope)
             result.timers[user_id] = envelope.state.next_due()
-        return result
 
     def reject(self, incoming: Incoming, error: BaseException) -> BatchResult:
         """A record the core failed on, as a dead letter: the stream goes on without it."""
@@ -297,16 +326,19 @@ class BatchProcessor:
             self.store.put(user_id, value, partition)
             self.recent.keep(user_id, value, envelope)
 
-    def _envelope(self, user_id: str, touched: dict[str, tuple[Envelope, int]]) -> Envelope:
+    def _envelope(self, user_id: str, touched: Held) -> Envelope:
         held = touched.get(user_id)
         if held is not None:
-            return held[0]
+            return self._current(held[0])
         return self._decoded(user_id, self.store.get(user_id))
 
     def _decoded(self, user_id: str, raw: bytes | None) -> Envelope:
         if raw is None:
             return Envelope({}, self.engine.new_state(user_id), self.version)
-        envelope = self.recent.take(user_id, raw) or Envelope.decode(raw)
+        return self._current(self.recent.take(user_id, raw) or Envelope.decode(raw))
+
+    def _current(self, envelope: Envelope) -> Envelope:
+        """The state under the pattern file in force (one held across batches may predate it)."""
         if envelope.version != self.version:
             self.engine.forget_stale(envelope.state)
             envelope.version = self.version
@@ -319,9 +351,7 @@ class BatchProcessor:
         envelope.offsets[position] = incoming.offset
         return False
 
-    def _event(
-        self, incoming: Incoming, touched: dict[str, tuple[Envelope, int]], result: BatchResult
-    ) -> None:
+    def _event(self, incoming: Incoming, touched: Held, result: BatchResult) -> None:
         source = self.definitions.source
         mapping = source if incoming.topic == source.topic else DEFAULT_SOURCE
         try:
@@ -344,7 +374,7 @@ class BatchProcessor:
             result.forwarded += 1
             result.outgoing.append(Outgoing(self.topics.events, key, orjson.dumps(event.to_json())))
             return
-        envelope = held[0] if held is not None else self._decoded(user_id, stored)
+        envelope = self._current(held[0]) if held is not None else self._decoded(user_id, stored)
         if self._already_applied(envelope, incoming):
             result.duplicates += 1
             return
@@ -371,9 +401,7 @@ class BatchProcessor:
             home = partition_for(key, self.partitions)
         return incoming.partition != home
 
-    def _command(
-        self, incoming: Incoming, touched: dict[str, tuple[Envelope, int]], result: BatchResult
-    ) -> None:
+    def _command(self, incoming: Incoming, touched: Held, result: BatchResult) -> None:
         try:
             command = orjson.loads(incoming.value)
             user_id = command["user_id"]

@@ -54,6 +54,13 @@ class RecordBatches:
     def add_alone(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
         self.last[(topic, partition)] = _Record(key, value, [])
 
+    def take_all(self, other: RecordBatches) -> None:
+        """Add `other`'s records after this one's, and leave it empty (one produce for both)."""
+        for where, records in other.records.items():
+            self.records.setdefault(where, []).extend(records)
+        self.last.update(other.last)
+        other.records, other.last = {}, {}
+
     def __len__(self) -> int:
         return sum(map(len, self.records.values())) + len(self.last)
 

@@ -85,7 +85,10 @@ class Settings(BaseSettings):
         "worker's partitions to the others; also bounds how long joining takes.",
     )
     batch_size: int = Field(
-        default=1000, ge=1, description="EVENTPATTERNS_BATCH_SIZE: most events per agent batch."
+        default=1000,
+        ge=1,
+        description="EVENTPATTERNS_BATCH_SIZE: most events per agent batch; also how many "
+        "are applied before the states they changed are written.",
     )
     fetch_wait_ms: int = Field(
         default=25,
@@ -98,7 +101,7 @@ class Settings(BaseSettings):
         gt=0,
         description="EVENTPATTERNS_BATCH_WAIT: seconds a batch waits, from its first event, "
         "for more before it runs; longer makes larger batches, more events/s and later "
-        "actions.",
+        "actions. Also how long no event comes before the states held are written.",
     )
     recent_states: int = Field(
         default=1_000,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
@@ -344,6 +345,87 @@ def test_states_are_written_only_when_the_caller_says_outputs_are_durable() -> N
     # state and yields the same outputs under the same ids.
     again = processor(MemoryStore()).process(home(clicks()))
     assert [o.value for o in again.outgoing] == [o.value for o in result.outgoing]
+
+
+def shopping(users: int) -> list[dict[str, Any]]:
+    """Each user's clicks of `clicks()`, the users' interleaved, in time order."""
+    records = []
+    for user in range(users):
+        for click in clicks():
+            records.append({**click, "userId": f"u{user}", "timestamp": click["timestamp"] + user})
+    return sorted(records, key=lambda record: record["timestamp"])
+
+
+@given(
+    cuts=st.lists(st.integers(0, 12), max_size=6),
+    encode_after=st.lists(st.booleans(), min_size=7, max_size=7),
+)
+def test_states_held_across_batches_end_as_one_batch_would_leave_them(
+    cuts: list[int], encode_after: list[bool]
+) -> None:
+    """Held decoded across batches and encoded now and then, as the events agent does:
+    the same outputs, and the same stored states, as the whole in one batch."""
+    records = home(shopping(3))
+    whole_store = MemoryStore()
+    whole = applied(processor(whole_store), records)
+
+    store = MemoryStore()
+    proc = processor(store)
+    held: dict[str, Any] = {}
+    outputs = []
+    edges = [0, *sorted(cuts), len(records)]
+    for number, (start, end) in enumerate(itertools.pairwise(edges)):
+        outputs += proc.process(records[start:end], held).outgoing
+        if encode_after[number]:
+            states = BatchResult()
+            proc.encode(held, states)
+            held.clear()
+            proc.write_states(states)
+    states = BatchResult()
+    proc.encode(held, states)
+    proc.write_states(states)
+    assert [(o.topic, o.key, o.value) for o in outputs] == [
+        (o.topic, o.key, o.value) for o in whole.outgoing
+    ]
+    assert store.values == whole_store.values
+
+
+def test_a_state_held_under_an_earlier_pattern_file_is_brought_up_to_date() -> None:
+    proc = processor()
+    held: dict[str, Any] = {}
+    first, *rest = home(clicks())
+    proc.process([first], held)
+    envelope, _ = held["u1"]
+    old_version = envelope.version
+    proc.use(load_definitions_file("benchmarks/patterns.yaml"))
+    proc.process(rest, held)
+    assert held["u1"][0] is envelope and envelope.version == proc.version != old_version
+    assert set(envelope.state.patterns) <= {p.id for p in proc.definitions.patterns}
+
+
+def test_records_applied_again_make_the_same_held_states_and_reach_no_sink() -> None:
+    """After the core failed half-way through a batch, the agent makes the held states
+    again from the records applied since they were encoded; their records went to the
+    sink (the Redis log, the live feed) the first time."""
+    seen: list[str] = []
+
+    class Sink:
+        def on_record(self, record: Any, cause: Any) -> None:
+            seen.append(record["id"])
+
+    proc = processor()
+    proc.sink = Sink()
+    records = home(clicks())
+    first: dict[str, Any] = {}
+    proc.process(records, first)
+    assert seen
+    sent = list(seen)
+    again: dict[str, Any] = {}
+    proc.reapply(records, again)
+    assert seen == sent and proc.sink is not None
+    assert again.keys() == first.keys()
+    for user_id, (envelope, partition) in again.items():
+        assert envelope.encode(partition) == first[user_id][0].encode(partition)
 
 
 # Kafka's own test vectors (clients/.../utils/UtilsTest.java, as signed ints).

@@ -106,3 +106,16 @@ async def test_a_record_added_alone_comes_last_and_ends_the_partition_for_tansu(
 
 async def test_nothing_added_sends_nothing(producer: AIOKafkaProducer) -> None:
     assert await RecordBatches().send(producer) == {}
+
+
+def test_taking_all_of_other_batches_keeps_both_orders_and_empties_them() -> None:
+    outputs, states = RecordBatches(), RecordBatches()
+    outputs.add("offers", b"u1", b"o1")
+    states.add("changelog", b"u1", b"s1", partition=0)
+    states.add("changelog", b"u2", b"s2", partition=0)
+    states.add_alone("changelog", 0, b"marker", None)
+    outputs.take_all(states)
+    assert [r.value for r in outputs.records[("changelog", 0)]] == [b"s1", b"s2"]
+    assert [r.value for r in outputs.records[("offers", None)]] == [b"o1"]
+    assert outputs.last[("changelog", 0)].key == b"marker"
+    assert len(outputs) == 4 and len(states) == 0

@@ -12,7 +12,8 @@ The consumer hands the buffer whole fetches where it can
 (`faustpatches.receive_in_bulk`), the stream's events come one by one; both
 as the records the processor takes (`faustpatches.FetchedRecord`). The
 agent acknowledges a batch's records (`acknowledge`) once its writes are
-durable, and never when they failed.
+durable, and never when they failed; it is told when the stream idles
+(`report_idle`), to write what it holds back.
 """
 
 from __future__ import annotations
@@ -94,9 +95,14 @@ class Buffer:
 
 
 async def take_batches(
-    stream: Any, max_events: int, within: float
+    stream: Any, max_events: int, within: float, report_idle: bool = False
 ) -> AsyncGenerator[list[FetchedRecord], None]:
-    """Lists of at most `max_events` events, each at most `within` seconds after its first."""
+    """Lists of at most `max_events` events, each at most `within` seconds after its first.
+
+    With `report_idle`, an empty list once no event came for `within` seconds
+    after a batch: the caller's moment to finish what it held back for the next
+    batch.
+    """
     buffer = Buffer(stream, max_events)
     loop = asyncio.get_running_loop()
     # The agent acknowledges them, once they are durable. Acks stay off when the
@@ -108,16 +114,24 @@ async def take_batches(
     stop_receiving = receive_in_bulk(
         stream.app, getattr(stream.channel, "topics", ()), buffer.receive
     )
+    idle_reported = True
     try:
         while not stream.should_stop:
             if not buffer.events:
-                await stream.wait_for_stopped(buffer.started)
+                if idle_reported:
+                    await stream.wait_for_stopped(buffer.started)
+                    continue
+                await stream.wait_for_stopped(buffer.started, timeout=within)
+                if not buffer.events:
+                    idle_reported = True
+                    yield []
                 continue
             remaining = buffer.opened_at + within - loop.time()
             if remaining > 0 and not buffer.full.is_set():
                 await stream.wait_for_stopped(buffer.full, timeout=remaining)
             batch = current(stream.app, buffer.take())
             if batch:
+                idle_reported = not report_idle
                 yield batch
     finally:
         stop_receiving()
@@ -141,10 +155,10 @@ def current(app: Any, records: list[FetchedRecord]) -> list[FetchedRecord]:
 
 
 def batches(
-    stream: Any, max_events: int, within: float
+    stream: Any, max_events: int, within: float, report_idle: bool = False
 ) -> AsyncGenerator[list[FetchedRecord], None]:
     """`take_batches`, registered with the stream so that stopping it closes the batches."""
-    generator = take_batches(stream, max_events, within)
+    generator = take_batches(stream, max_events, within, report_idle)
     stream._active_agens.add(generator)
     return generator
 

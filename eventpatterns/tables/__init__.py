@@ -12,11 +12,11 @@ time). A stored value carries the user's earliest timer in front
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 import faust
+from aiokafka.structs import TopicPartition
 from faust.streams import _current_event
 from faust.types import EventT, StoreT
 from yarl import URL
@@ -99,7 +99,7 @@ class TableStateStore:
     def __init__(self, state: faust.Table) -> None:
         self.state = state
         self.changelog = RecordBatches()
-        """The changelog records of what was written since the last `send_changelog`."""
+        """The changelog records of the states written since they were last produced."""
 
     def get(self, user_id: str) -> bytes | None:
         # From the store itself: the table's own get adds only Faust's per-key sensor
@@ -136,8 +136,9 @@ class TableStateStore:
             if partition is not None:
                 self.changelog.add_alone(topic, partition, marker, None)
 
-    async def send_changelog(self, producer: Any) -> None:
-        """Produce the held-back changelog records; then they count as persisted.
+    def changelog_written(self, last_batch_starts: Mapping[TopicPartition, int]) -> None:
+        """The held-back changelog records were produced (`RecordBatches.send`, where
+        `last_batch_starts` says, with other topics' records): they count as persisted.
 
         Up to where the last record batch written starts: Tansu gives a
         partition's end as that + 1, and Faust refuses a persisted offset past
@@ -146,9 +147,10 @@ class TableStateStore:
         from there; the memory store, so that a partition kept across a
         rebalance is not read again.
         """
-        await self.changelog.send(producer)
-        for tp, offset in self.changelog.last_batch_starts.items():
-            self.state.data.set_persisted_offset(tp, offset)
+        topic = self.state.changelog_topic_name
+        for tp, offset in last_batch_starts.items():
+            if tp.topic == topic:
+                self.state.data.set_persisted_offset(tp, offset)
 
     def partition_of(self, key: bytes) -> int:
         """The partition a user's state belongs to: where its value was written.

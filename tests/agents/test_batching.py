@@ -169,7 +169,9 @@ def faustpatches_receive(fetch: Fetch) -> None:
     faustpatches.receive_in_bulk(fetch.app, ["a"], fetch.receive)
 
 
-def batching_agent(max_events: int, within: float) -> tuple[Any, list[list[int]]]:
+def batching_agent(
+    max_events: int, within: float, report_idle: bool = False
+) -> tuple[Any, list[list[int]]]:
     app = faust.App(
         "test-batching", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False
     )
@@ -177,7 +179,7 @@ def batching_agent(max_events: int, within: float) -> tuple[Any, list[list[int]]
 
     @app.agent()
     async def agent(stream: Any) -> None:
-        async for batch in batches(stream, max_events, within):
+        async for batch in batches(stream, max_events, within, report_idle):
             taken.append([int(record.value) for record in batch])
 
     return agent, taken
@@ -221,3 +223,23 @@ async def test_a_full_batch_goes_without_waiting_out_the_window() -> None:
         for value in (1, 2, 3):
             await test_agent.put(str(value).encode())
         await wait_until(lambda: taken == [[1, 2, 3]], timeout=10)
+
+
+async def test_an_idle_moment_after_a_batch_is_reported_once() -> None:
+    agent, taken = batching_agent(max_events=5, within=0.01, report_idle=True)
+    async with agent.test_context() as test_agent:
+        await test_agent.put(b"1")
+        await wait_until(lambda: taken == [[1], []])
+        await asyncio.sleep(0.05)  # five windows more without events: no more reports
+        assert taken == [[1], []]
+        await test_agent.put(b"2")
+        await wait_until(lambda: taken == [[1], [], [2], []])
+
+
+async def test_no_idle_moment_is_reported_while_events_keep_coming() -> None:
+    agent, taken = batching_agent(max_events=2, within=3600, report_idle=True)
+    async with agent.test_context() as test_agent:
+        for value in (1, 2, 3, 4):
+            await test_agent.put(str(value).encode())
+        await wait_until(lambda: taken[:2] == [[1, 2], [3, 4]])
+        assert [] not in taken  # the window is an hour: none was over

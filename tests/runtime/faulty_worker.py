@@ -1,9 +1,9 @@
 """An eventpatterns worker whose writes fail once, for tests/runtime/test_failures.py.
 
-The first batch that writes the state of a user whose id starts with
-`doomed` has its outputs produced, then its state changelog
-"fails", as a broker gone mid-batch would: the worst moment, outputs durable
-and states not. Everything else is the real worker.
+The first batch that applies an event of a user whose id starts with `doomed`
+has its outputs produced, then its write "fails", as a broker gone mid-batch
+would: the worst moment, outputs durable and no state it accounts for (nor the
+states held back for that write) written. Everything else is the real worker.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ _failed = False
 
 async def commit_batch_failing_once(self: Runtime, applied: AppliedBatch) -> None:
     global _failed
-    doomed = any(user.startswith("doomed") for user, _, _ in applied.result.writes)
+    doomed = any(user.startswith("doomed") for user in self.held)
     if doomed and not _failed:
         _failed = True
         producer: Any = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
