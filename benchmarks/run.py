@@ -38,6 +38,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -544,10 +545,19 @@ def measure_latency(
     url = procs.worker_url(child)
     batches_before = procs.metric(url, "eventpatterns_batch_events_count")
     tail = outputs_tail(bootstrap, child, prefix).start()
+    hops: list[float] = []
+    probe = threading.Thread(  # one broker hop, meanwhile: the floor of each of an offer's two
+        target=lambda: hops.extend(
+            kafka_io.hop_latency(bootstrap, f"{prefix}-hop", count=int(100 * seconds))
+        ),
+        daemon=True,
+    )
     shares = CpuShares({"worker": child.ps, "broker": broker, "benchmark": psutil.Process()})
     try:
+        probe.start()
         sent, first_wall = paced_produce(bootstrap, latency_source(prefix), records, rate, seconds)
         cpu_percent = shares.percent()
+        probe.join(30)
         produced_at = time.monotonic()
         drained = None
         while time.monotonic() - produced_at < 30:
@@ -589,6 +599,7 @@ def measure_latency(
         "offer_until_written": percentiles(in_worker),
         "offer_written_to_reader": percentiles(after_worker),
         "audit": percentiles(actions),
+        "broker_hop_meanwhile": percentiles(hops),
     }
 
 
@@ -1167,6 +1178,7 @@ def table(results: Results) -> str:
             ("offer_until_written", "  of it, event -> the worker's producer took the offer"),
             ("offer_written_to_reader", "  of it, the worker's producer -> the reader"),
             ("audit", "event -> audit record"),
+            ("broker_hop_meanwhile", "one broker hop meanwhile, producer -> reader, 100/s"),
         ):
             if key in latency:
                 lines.append(f"  {label}: {latency[key]}")

@@ -17,6 +17,9 @@ BENCH_RECORD_DELIVERY    deliver the events agent's records one by one through F
                          channel and stream, without `faustpatches.deliver_fetches_in_bulk`.
 BENCH_SLICE_OUTPUTS      apply a batch this many records at a time and hand each slice's
                          outputs to the producer at once (states written at the end).
+BENCH_TRACE              a directory: each worker appends a line of JSON per batch to
+                         `<app id>.trace.jsonl` there (`_trace_batches`), to see where a
+                         record's time goes between its produce and its batch's writes.
 BENCH_ZSTD_DICT          compress stored states with a zstd dictionary of this many bytes,
                          trained at start on states the worker's own pattern file makes of
                          other users (datagen seed 99), not the benchmark's.
@@ -35,6 +38,7 @@ kept, `EVENTPATTERNS_RECENT_STATES=0`). `sliceoutputs` sets BENCH_SLICE_OUTPUTS 
 100; measured worse, not landed. `zstddict` sets BENCH_ZSTD_DICT to 4096, to
 measure the proposal of a dictionary per pattern file (values written with it are
 readable only by workers with the same dictionary: not for landing as it is).
+`trace` sets BENCH_TRACE to /tmp/eventpatterns-traces: no change, timings only.
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
 """
@@ -62,6 +66,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "norecent": {"EVENTPATTERNS_RECENT_STATES": "0"},
     "sliceoutputs": {"BENCH_SLICE_OUTPUTS": "100"},
     "zstddict": {"BENCH_ZSTD_DICT": "4096"},
+    "trace": {"BENCH_TRACE": "/tmp/eventpatterns-traces"},
 }
 
 
@@ -87,7 +92,8 @@ def _batch_with_take_events() -> None:
     import eventpatterns.agents as agents
     from eventpatterns.faustpatches import fetched_from_event
 
-    async def take_events(stream: Any, size: int, within: float) -> Any:
+    async def take_events(stream: Any, size: int, within: float, report_idle: bool = False) -> Any:
+        # No idle moment reported: the states are written every `size` events.
         async for events in stream.take_events(size, within=within):
             yield [fetched_from_event(event) for event in events]  # what the agent applies
 
@@ -115,9 +121,8 @@ def _send_outputs_per_slice(size: int) -> None:
 
     import eventpatterns.agents as agents
     from eventpatterns.agents.batching import acknowledge, batches
-    from eventpatterns.app import AppliedBatch, _outputs
+    from eventpatterns.app import _outputs
     from eventpatterns.processor import BatchResult
-    from eventpatterns.sending import RecordBatches
 
     counters = ("events", "bad", "duplicates", "forwarded", "ticks", "records")
 
@@ -146,7 +151,11 @@ def _send_outputs_per_slice(size: int) -> None:
                 total.timers[user_id] = envelope.state.next_due()
             runtime.metrics.observe_batch(total, time.perf_counter() - started, len(batch))
             await asyncio.gather(*sends)
-            await runtime.commit_batch(AppliedBatch(total, RecordBatches()))
+            processor.write_states(total)
+            runtime.timer_service.update_all(
+                (user_id.encode(), due) for user_id, due in total.timers.items()
+            )
+            await runtime.write_states()  # none held: the changelog of these alone
             acknowledge(runtime.app, batch)
 
     agents.apply_batches = apply_batches  # type: ignore[assignment]
@@ -176,6 +185,60 @@ def _compress_with_a_dictionary(size: int) -> None:
     processor._DECOMPRESSOR = zstandard.ZstdDecompressor(dict_data=trained)
 
 
+def _trace_batches(directory: str) -> None:
+    """A line per batch: when it was applied and written, and how old its records were.
+
+    `records_ms` are percentiles (0, 50, 90, 100) over the batch's records of the
+    time from each record's produce (its Kafka timestamp) to its fetch reaching
+    the worker (`fetched`), and from there to the batch's start (`buffered`);
+    `apply_ms` and `write_ms` the batch's own steps, `states` whether the write
+    carried the held states (`held` users were held after the batch).
+    """
+    import json
+    import time
+    from pathlib import Path
+
+    from eventpatterns.app import Runtime
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    path = Path(directory) / f"{os.environ.get('EVENTPATTERNS_APP_ID', 'worker')}.trace.jsonl"
+    out = path.open("a", buffering=1)  # a line at a time: the worker may be killed
+    process_batch, commit_batch = Runtime.process_batch, Runtime.commit_batch
+    pending: dict[str, Any] = {}
+
+    def percentiles(values: list[float]) -> list[float]:
+        values.sort()
+        last = len(values) - 1
+        return [round(values[round(last * q)], 2) for q in (0, 0.5, 0.9, 1)]
+
+    def traced_process(self: Runtime, records: list[Any]) -> Any:
+        started = time.time()
+        applied = process_batch(self, records)
+        produced = [r.timestamp_ms for r in records if r.timestamp_ms]
+        pending.update(
+            at=round(started, 4),
+            events=len(records),
+            apply_ms=round((time.time() - started) * 1000, 2),
+            fetched=percentiles(
+                [r.received_at / 1000 - t for r, t in zip(records, produced, strict=False)]
+            ),
+            buffered=percentiles([started * 1000 - r.received_at / 1000 for r in records]),
+            held=len(self.held),
+            states=len(self.store.changelog),
+        )
+        return applied
+
+    async def traced_commit(self: Runtime, applied: Any) -> None:
+        started = time.time()
+        await commit_batch(self, applied)
+        pending["write_ms"] = round((time.time() - started) * 1000, 2)
+        out.write(json.dumps(pending) + "\n")
+        pending.clear()
+
+    Runtime.process_batch = traced_process  # type: ignore[method-assign]
+    Runtime.commit_batch = traced_commit  # type: ignore[method-assign]
+
+
 def main() -> int:
     if os.environ.get("BENCH_RECORD_DELIVERY"):
         _deliver_record_by_record()
@@ -193,6 +256,8 @@ def main() -> int:
         _send_outputs_per_slice(int(os.environ["BENCH_SLICE_OUTPUTS"]))
     if os.environ.get("BENCH_ZSTD_DICT"):
         _compress_with_a_dictionary(int(os.environ["BENCH_ZSTD_DICT"]))
+    if os.environ.get("BENCH_TRACE"):
+        _trace_batches(os.environ["BENCH_TRACE"])
     from eventpatterns.worker import main as worker_main
 
     return worker_main()
