@@ -144,6 +144,7 @@ class Arrival:
     value: bytes
     written: float | None = None
     """The record's CreateTime in seconds: when its producer appended it to a batch."""
+    topic: str = ""
 
 
 @dataclass
@@ -219,7 +220,9 @@ class TopicTail:
                     continue
                 kind, stamp = message.timestamp()
                 written = stamp / 1000 if kind == TIMESTAMP_CREATE_TIME else None
-                self.arrivals.append(Arrival(time.time(), message.key(), message.value(), written))
+                self.arrivals.append(
+                    Arrival(time.time(), message.key(), message.value(), written, message.topic())
+                )
         except Exception as error:  # reported to the caller by start() or stop()
             self.error = repr(error)
         finally:
@@ -239,20 +242,31 @@ def hop_latency(bootstrap: str, topic: str, count: int = 200, rate: float = 100.
 
     create_topics(bootstrap, {topic: 1})
     tail = TopicTail(bootstrap, [topic]).start()
-    client = producer(bootstrap, **{"linger.ms": 1})
     started = time.time()
     try:
-        for number in range(count):
-            client.produce(topic, str(time.time()).encode(), str(number).encode())
-            client.poll(0)
-            time.sleep(1 / rate)
-        client.flush(30)
+        send_hop_probes(bootstrap, topic, count, rate)
         tail.wait_for(count, timeout=10)
     finally:
         tail.stop()
+    return hop_times(tail.arrivals, topic, started)
+
+
+def send_hop_probes(bootstrap: str, topic: str, count: int, rate: float) -> None:
+    """`count` records on `topic`, `rate` a second, each holding its produce time."""
+    client = producer(bootstrap, **{"linger.ms": 1})
+    for number in range(count):
+        client.produce(topic, str(time.time()).encode(), str(number).encode())
+        client.poll(0)
+        time.sleep(1 / rate)
+    client.flush(30)
+
+
+def hop_times(arrivals: Iterable[Arrival], topic: str, since: float) -> list[float]:
+    """Milliseconds from produce to arrival of the probes of `topic` sent since `since`."""
     out = []
-    for arrival in tail.arrivals:
-        sent = float(arrival.value)
-        if sent >= started:
-            out.append(1000 * (arrival.at - sent))
+    for arrival in arrivals:
+        if arrival.topic == topic:
+            sent = float(arrival.value)
+            if sent >= since:
+                out.append(1000 * (arrival.at - sent))
     return out

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import random
 import shutil
@@ -52,7 +53,7 @@ import psutil
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventpatterns import compiled
-from eventpatterns.broker import EmbeddedBroker
+from eventpatterns.broker import EmbeddedBroker, create_topics
 from eventpatterns.core.definitions import load_definitions_file
 from eventpatterns.processor import pack_stored, partition_for, unpack_stored
 
@@ -291,7 +292,19 @@ def measure(
     broker: psutil.Process,
     startup_timeout: float = 120,
 ) -> Throughput:
-    """Start the child and follow its count until it applied `expected` events."""
+    """Start the child and follow its count until it applied `expected` events.
+
+    The benchmark's collector is off meanwhile (`collector_paused`): a full
+    collection of the records it holds takes ~0.2 s, which would shift a run's
+    first or last count by as much.
+    """
+    with collector_paused():
+        return _follow(child, expected, timeout, broker, startup_timeout)
+
+
+def _follow(
+    child: Child, expected: int, timeout: float, broker: psutil.Process, startup_timeout: float
+) -> Throughput:
     child.start()
     started = time.monotonic()
     first: tuple[float, int, float, float] | None = None
@@ -353,6 +366,26 @@ def produced_per_event(bootstrap: str, events: int, topics: dict[str, str]) -> d
 
 
 # --------------------------------------------------------------------------- latency
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The benchmark's own garbage collector off while it times records.
+
+    With it on, a full collection of what this process holds (the runs' records,
+    the arrivals noted) took 150-215 ms twice in each 10 s paced run (counted with
+    `gc.callbacks`, 2026-12-06): the paced producer stopped, then sent what was due
+    in a burst, and the reader noted what arrived meanwhile that much late. What is
+    alive is frozen out of later collections, and none run until the measure ends.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 def paced_produce(
@@ -469,10 +502,11 @@ def latency_source(prefix: str) -> str:
     return f"{prefix}-input"
 
 
-def outputs_tail(bootstrap: str, child: Child, prefix: str) -> kafka_io.TopicTail:
-    """A reader of the worker's offers and audit records, as a user of them would run."""
+def outputs_tail(bootstrap: str, child: Child, prefix: str, *others: str) -> kafka_io.TopicTail:
+    """A reader of the worker's offers and audit records, as a user of them would run
+    (and of `others`)."""
     return kafka_io.TopicTail(
-        bootstrap, [f"{prefix}-special-offers", child.env["EVENTPATTERNS_ACTIONS_TOPIC"]]
+        bootstrap, [f"{prefix}-special-offers", child.env["EVENTPATTERNS_ACTIONS_TOPIC"], *others]
     )
 
 
@@ -536,28 +570,38 @@ def measure_latency(
     users: int,
     first_user: int,
     broker: psutil.Process | None = None,
+    hop_probe: bool = False,
 ) -> dict[str, Any]:
-    """Paced latency records, and their outputs; and what the CPUs did meanwhile."""
+    """Paced latency records, and their outputs; and what the CPUs did meanwhile.
+
+    `hop_probe`: also one broker hop meanwhile (100 records/s on a topic of its own,
+    read by the same reader): the floor of each of an offer's two hops. It costs the
+    broker ~5-8 % of a CPU more, so it is not in the runs whose figures are kept.
+    """
     records = latency_records(int(rate * seconds) + 1, users, first_user)
     ours = {record["userId"] for record in records}
     before = child.count()
     cpu_before = cpu_seconds(child.ps)
     url = procs.worker_url(child)
     batches_before = procs.metric(url, "eventpatterns_batch_events_count")
-    tail = outputs_tail(bootstrap, child, prefix).start()
-    hops: list[float] = []
-    probe = threading.Thread(  # one broker hop, meanwhile: the floor of each of an offer's two
-        target=lambda: hops.extend(
-            kafka_io.hop_latency(bootstrap, f"{prefix}-hop", count=int(100 * seconds))
-        ),
+    hop_topic = f"{prefix}-hop-{round(rate)}"
+    if hop_probe:
+        create_topics(bootstrap, {hop_topic: 1})
+    tail = outputs_tail(bootstrap, child, prefix, *([hop_topic] if hop_probe else [])).start()
+    probe = threading.Thread(
+        target=kafka_io.send_hop_probes,
+        args=(bootstrap, hop_topic, int(100 * seconds), 100.0),
         daemon=True,
     )
+    probes_since = time.time()
     shares = CpuShares({"worker": child.ps, "broker": broker, "benchmark": psutil.Process()})
     try:
-        probe.start()
+        if hop_probe:
+            probe.start()
         sent, first_wall = paced_produce(bootstrap, latency_source(prefix), records, rate, seconds)
         cpu_percent = shares.percent()
-        probe.join(30)
+        if hop_probe:
+            probe.join(30)
         produced_at = time.monotonic()
         drained = None
         while time.monotonic() - produced_at < 30:
@@ -599,7 +643,15 @@ def measure_latency(
         "offer_until_written": percentiles(in_worker),
         "offer_written_to_reader": percentiles(after_worker),
         "audit": percentiles(actions),
-        "broker_hop_meanwhile": percentiles(hops),
+        **(
+            {
+                "broker_hop_meanwhile": percentiles(
+                    kafka_io.hop_times(tail.arrivals, hop_topic, probes_since)
+                )
+            }
+            if hop_probe
+            else {}
+        ),
     }
 
 
@@ -795,8 +847,10 @@ def run_e2e(
     skip: set[str],
     variant: Variant,
     rates: tuple[float, ...] = (),
+    hop_probe: bool = False,
 ) -> None:
-    """`rates`: events/s to measure latency at instead of fractions of the capacity."""
+    """`rates`: events/s to measure latency at instead of fractions of the capacity;
+    `hop_probe`: see `measure_latency`."""
     bootstrap = broker.bootstrap
     broker_ps = psutil.Process(broker.pid)
     records = datagen.generate(mode.e2e_events, mode.e2e_users, start_ns=time.time_ns())
@@ -896,7 +950,8 @@ def run_e2e(
         log(f"  {_describe(results.throughput['quix'])}")
 
     if "latency" not in skip:
-        hops = kafka_io.hop_latency(bootstrap, "bench-hop", count=mode.hop_records)
+        with collector_paused():
+            hops = kafka_io.hop_latency(bootstrap, "bench-hop", count=mode.hop_records)
         results.broker_hop = percentiles(hops)
         log(f"one broker hop (producer -> reader, empty topic): {results.broker_hop}")
 
@@ -910,7 +965,7 @@ def run_e2e(
             child.kill()
 
     if "latency" not in skip:
-        run_latency(results, broker, mode, workdir, variant, rates)
+        run_latency(results, broker, mode, workdir, variant, rates, hop_probe)
 
 
 def idle_cpu_percent(child: Child, seconds: float) -> float:
@@ -928,6 +983,7 @@ def run_latency(
     workdir: Path,
     variant: Variant,
     rates: tuple[float, ...],
+    hop_probe: bool = False,
 ) -> None:
     """The light load, then the mode's fractions of the capacity, or the `rates` given.
 
@@ -972,16 +1028,18 @@ def run_latency(
             child = workers[number]
             seconds = mode.light_seconds if load == "light" else mode.latency_seconds
             log(f"latency at {load} load: {rate:,.0f} events/s for {seconds}s")
-            results.latency[load] = measure_latency(
-                broker.bootstrap,
-                child,
-                child.env["EVENTPATTERNS_APP_ID"],
-                rate,
-                seconds,
-                mode.e2e_users,
-                first_user=(5 + number) * 10_000_000,
-                broker=psutil.Process(broker.pid),
-            )
+            with collector_paused():
+                results.latency[load] = measure_latency(
+                    broker.bootstrap,
+                    child,
+                    child.env["EVENTPATTERNS_APP_ID"],
+                    rate,
+                    seconds,
+                    mode.e2e_users,
+                    first_user=(5 + number) * 10_000_000,
+                    broker=psutil.Process(broker.pid),
+                    hop_probe=hop_probe,
+                )
             log(f"  {results.latency[load]}")
     finally:
         for child in workers:
@@ -1004,15 +1062,16 @@ def measure_capacity_of(
 ) -> float:
     """The ten-pattern worker's capacity on the latency records."""
     log("capacity on the latency records: a backlog kept ahead of the worker")
-    results.latency_capacity = measure_capacity(
-        bootstrap,
-        child,
-        child.env["EVENTPATTERNS_APP_ID"],
-        mode.capacity_seconds,
-        mode.e2e_users,
-        4 * 10_000_000,
-        most_per_s=most_per_s,
-    )
+    with collector_paused():
+        results.latency_capacity = measure_capacity(
+            bootstrap,
+            child,
+            child.env["EVENTPATTERNS_APP_ID"],
+            mode.capacity_seconds,
+            mode.e2e_users,
+            4 * 10_000_000,
+            most_per_s=most_per_s,
+        )
     log(f"  {results.latency_capacity}")
     return float(results.latency_capacity["events_per_s"])
 
@@ -1239,6 +1298,12 @@ def main(argv: list[str] | None = None) -> int:
         help="measure latency at this rate instead of at fractions of the measured capacity "
         "(repeatable): to compare experiments at the same load",
     )
+    parser.add_argument(
+        "--hop-probe",
+        action="store_true",
+        help="measure one broker hop during each paced latency run too (costs the broker "
+        "~5-8 %% of a CPU, so off in the runs whose figures are kept)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     mode = MODES["quick" if args.quick else "full"]
@@ -1261,7 +1326,7 @@ def main(argv: list[str] | None = None) -> int:
             results.core = core.as_json()
         with EmbeddedBroker(log_path=os.devnull) as broker:
             create_input_topic(broker.bootstrap)
-            run_e2e(results, broker, mode, workdir, skip, variant, tuple(args.load))
+            run_e2e(results, broker, mode, workdir, skip, variant, tuple(args.load), args.hop_probe)
             if "recovery" not in skip:
                 run_recovery(results, broker, mode, workdir, variant)
     finally:
