@@ -585,22 +585,23 @@ def measure_latency(
     url = procs.worker_url(child)
     batches_before = procs.metric(url, "eventpatterns_batch_events_count")
     hop_topic = f"{prefix}-hop-{round(rate)}"
+    probe: threading.Thread | None = None
     if hop_probe:
         create_topics(bootstrap, {hop_topic: 1})
-    tail = outputs_tail(bootstrap, child, prefix, *([hop_topic] if hop_probe else [])).start()
-    probe = threading.Thread(
-        target=kafka_io.send_hop_probes,
-        args=(bootstrap, hop_topic, int(100 * seconds), 100.0),
-        daemon=True,
-    )
+        probe = threading.Thread(
+            target=kafka_io.send_hop_probes,
+            args=(bootstrap, hop_topic, int(100 * seconds), 100.0),
+            daemon=True,
+        )
+    tail = outputs_tail(bootstrap, child, prefix, *([hop_topic] if probe else [])).start()
     probes_since = time.time()
     shares = CpuShares({"worker": child.ps, "broker": broker, "benchmark": psutil.Process()})
     try:
-        if hop_probe:
+        if probe is not None:
             probe.start()
         sent, first_wall = paced_produce(bootstrap, latency_source(prefix), records, rate, seconds)
         cpu_percent = shares.percent()
-        if hop_probe:
+        if probe is not None:
             probe.join(30)
         produced_at = time.monotonic()
         drained = None
