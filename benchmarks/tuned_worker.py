@@ -145,17 +145,10 @@ def _send_outputs_per_slice(size: int) -> None:
                     setattr(total, name, getattr(total, name) + getattr(part, name))
                 sends.append(asyncio.ensure_future(_outputs(part).send(producer)))
                 await asyncio.sleep(0)  # the producer's sender takes them
-            for user_id, (envelope, partition) in touched.items():
-                total.writes.append((user_id, envelope.encode(partition), partition))
-                total.decoded.append(envelope)
-                total.timers[user_id] = envelope.state.next_due()
             runtime.metrics.observe_batch(total, time.perf_counter() - started, len(batch))
             await asyncio.gather(*sends)
-            processor.write_states(total)
-            runtime.timer_service.update_all(
-                (user_id.encode(), due) for user_id, due in total.timers.items()
-            )
-            await runtime.write_states()  # none held: the changelog of these alone
+            runtime.held = touched
+            await runtime.write_states()  # the batch's states, once its outputs are durable
             acknowledge(runtime.app, batch)
 
     agents.apply_batches = apply_batches  # type: ignore[assignment]
@@ -188,11 +181,11 @@ def _compress_with_a_dictionary(size: int) -> None:
 def _trace_batches(directory: str) -> None:
     """A line per batch: when it was applied and written, and how old its records were.
 
-    `records_ms` are percentiles (0, 50, 90, 100) over the batch's records of the
-    time from each record's produce (its Kafka timestamp) to its fetch reaching
-    the worker (`fetched`), and from there to the batch's start (`buffered`);
-    `apply_ms` and `write_ms` the batch's own steps, `states` whether the write
-    carried the held states (`held` users were held after the batch).
+    `fetched` and `buffered` are percentiles (0, 50, 90, 100), in ms, over the
+    batch's records of the time from each record's produce (its Kafka timestamp)
+    to its fetch reaching the worker, and from there to the batch's start;
+    `apply_ms` and `write_ms` the batch's own steps; `states` the changelog
+    records its write carried, `held` the users held after the batch.
     """
     import json
     import time
@@ -207,6 +200,8 @@ def _trace_batches(directory: str) -> None:
     pending: dict[str, Any] = {}
 
     def percentiles(values: list[float]) -> list[float]:
+        if not values:
+            return []
         values.sort()
         last = len(values) - 1
         return [round(values[round(last * q)], 2) for q in (0, 0.5, 0.9, 1)]
@@ -214,13 +209,12 @@ def _trace_batches(directory: str) -> None:
     def traced_process(self: Runtime, records: list[Any]) -> Any:
         started = time.time()
         applied = process_batch(self, records)
-        produced = [r.timestamp_ms for r in records if r.timestamp_ms]
         pending.update(
             at=round(started, 4),
             events=len(records),
             apply_ms=round((time.time() - started) * 1000, 2),
             fetched=percentiles(
-                [r.received_at / 1000 - t for r, t in zip(records, produced, strict=False)]
+                [r.received_at / 1000 - r.timestamp_ms for r in records if r.timestamp_ms]
             ),
             buffered=percentiles([started * 1000 - r.received_at / 1000 for r in records]),
             held=len(self.held),

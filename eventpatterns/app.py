@@ -201,13 +201,13 @@ class Runtime:
         result = self.processor.process(records, self.held)
         self.metrics.observe_batch(result, time.perf_counter() - started, len(records))
         self.metrics.observe_lag([record.timestamp_ms for record in records], time.time())
-        return AppliedBatch(result, _outputs(result))
+        return AppliedBatch(_outputs(result))
 
     def reject(self, record: FetchedRecord, error: BaseException) -> AppliedBatch:
         """A record the core failed on, to the dead-letter topic (`agents.apply_batches`)."""
         result = self.processor.reject(record, error)
         self.metrics.observe_batch(result, 0.0, 1)
-        return AppliedBatch(result, _outputs(result))
+        return AppliedBatch(_outputs(result))
 
     def fail(self, error: BaseException) -> None:
         """A batch's writes failed: stop the worker, with an error, before anything else.
@@ -369,9 +369,10 @@ def _stop_this_process() -> None:
 
 @dataclass
 class AppliedBatch:
-    """A batch applied by the core, its writes not yet made (`Runtime.commit_batch`)."""
+    """A batch applied by the core, its writes not yet made (`Runtime.commit_batch`).
 
-    result: BatchResult
+    Its states stay in `Runtime.held` until `Runtime.encode_held`."""
+
     outputs: RecordBatches
     """Its outputs, produced as whole record batches."""
 
