@@ -3,6 +3,9 @@
     python -m eventpatterns.compiled            # build (needs mypy and a C compiler)
     python -m eventpatterns.compiled --clean    # back to interpreted
 
+A wheel built with `EVENTPATTERNS_COMPILE=1 pip wheel .` carries the same
+build (setup.py), stamped the same way; this module then only checks it.
+
 The build turns the core's hot modules into C extensions with mypyc (shipped
 with mypy): ten patterns run ~1.5x as many events per second per worker
 (benchmarks/README.md). Python imports an extension before the module's
@@ -45,6 +48,9 @@ MODULES = (
 )
 STAMP = CORE / "compiled.json"
 """Module -> sha256 of the source each extension was built from, and mypyc's shared library."""
+GROUP = "eventpatterns"
+"""The name a compiled wheel gives mypyc's shared library (setup.py)."""
+GROUP_LIBRARY = f"{GROUP}__mypyc{EXTENSION_SUFFIXES[0]}"
 
 
 class StaleBuild(ImportError):
@@ -116,13 +122,15 @@ def compile_core() -> list[Path]:
         libraries = sorted(p.name for p in work.glob("*__mypyc*"))
         for name in libraries:
             shutil.copy2(work / name, root / name)
-    STAMP.write_text(
-        json.dumps(
-            {"sources": {m: _source_hash(m) for m in MODULES}, "libraries": libraries},
-            indent=1,
-        )
-    )
+    STAMP.write_text(stamp_text(libraries))
     return extensions()
+
+
+def stamp_text(libraries: list[str]) -> str:
+    """The stamp of a build of the sources as they are now, with mypyc's shared libraries."""
+    return json.dumps(
+        {"sources": {m: _source_hash(m) for m in MODULES}, "libraries": libraries}, indent=1
+    )
 
 
 def clean() -> list[Path]:

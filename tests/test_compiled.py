@@ -1,7 +1,8 @@
 """The core compiled with mypyc (eventpatterns/compiled.py), built from a copy of the package.
 
 The build must give the core's behaviour exactly: the core's own tests run
-against it. A build older than its sources must never be imported.
+against it. A build older than its sources must never be imported. A wheel
+built with EVENTPATTERNS_COMPILE=1 (setup.py) carries the same build.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
+
+from eventpatterns.compiled import GROUP_LIBRARY, MODULES
 
 REPO = Path(__file__).resolve().parents[1]
 SKIP = shutil.ignore_patterns("__pycache__", "*.so", "compiled.json")
@@ -88,3 +93,89 @@ def test_a_build_older_than_its_sources_is_refused_until_rebuilt_or_removed(buil
     assert compiled(built) == "False"
     assert not list(built.glob("*__mypyc*"))
     assert not (built / "eventpatterns/core/compiled.json").exists()
+
+
+PROJECT_FILES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md")
+
+
+def build_wheel(workdir: Path, *, compile_core: bool) -> Path:
+    """`pip wheel` of a copy of the project (none of the checkout's own builds in it)."""
+    source = workdir / "source"
+    for tree in ("eventpatterns", "build_support"):
+        shutil.copytree(REPO / tree, source / tree, ignore=SKIP)
+    for name in PROJECT_FILES:
+        shutil.copy(REPO / name, source / name)
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+    built = subprocess.run(
+        [*pip_wheel, "--wheel-dir", str(workdir / "dist"), str(source)],
+        env={**os.environ, "EVENTPATTERNS_COMPILE": "1" if compile_core else "0"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    [wheel] = (workdir / "dist").glob("*.whl")
+    return wheel
+
+
+def unpacked(wheel: Path) -> Path:
+    """The wheel's files, as an installer lays them out in site-packages."""
+    target = wheel.parent / "installed"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def compiled_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("compiled-wheel"), compile_core=True)
+
+
+@pytest.fixture(scope="module")
+def pure_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("pure-wheel"), compile_core=False)
+
+
+def replay(root: Path, example: str) -> str:
+    done = run(
+        root,
+        "-m",
+        "eventpatterns.cli",
+        "replay",
+        str(REPO / "examples" / f"{example}.yaml"),
+        str(REPO / "examples" / f"{example}.jsonl"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_a_wheel_built_with_eventpatterns_compile_holds_the_compiled_core(
+    compiled_wheel: Path,
+) -> None:
+    python = sysconfig.get_config_var("py_version_nodot")
+    assert compiled_wheel.name.startswith(f"eventpatterns-0.1.0-cp{python}-cp{python}-")
+    assert not compiled_wheel.name.endswith("-any.whl")
+    names = set(zipfile.ZipFile(compiled_wheel).namelist())
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    assert {f"eventpatterns/core/{module}{suffix}" for module in MODULES} <= names
+    assert {GROUP_LIBRARY, "eventpatterns/core/compiled.json"} <= names
+    assert "eventpatterns/core/evaluator.py" in names  # the sources the stamp checks
+
+
+def test_a_wheel_built_without_it_is_pure_python(pure_wheel: Path) -> None:
+    assert pure_wheel.name == "eventpatterns-0.1.0-py3-none-any.whl"
+    names = zipfile.ZipFile(pure_wheel).namelist()
+    assert "eventpatterns/core/evaluator.py" in names
+    assert not [name for name in names if name.endswith(".so") or "compiled.json" in name]
+
+
+def test_the_compiled_wheel_installed_replays_as_the_pure_one(
+    compiled_wheel: Path, pure_wheel: Path
+) -> None:
+    compiled_site, pure_site = unpacked(compiled_wheel), unpacked(pure_wheel)
+    assert compiled(compiled_site) == "True"
+    assert compiled(pure_site) == "False"
+    for example in ("clickstream", "all_kinds"):
+        actions = replay(compiled_site, example)
+        assert actions.count("\n") >= 6
+        assert actions == replay(pure_site, example)
