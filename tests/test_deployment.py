@@ -1,7 +1,9 @@
-"""The production compose file: valid, KRaft Kafka, Redis, two workers with known settings."""
+"""The production compose file: valid, KRaft Kafka, Redis, two workers with known settings;
+and the worker image's build stage, given what the compiled wheel's build needs."""
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,3 +41,37 @@ def test_compose_runs_kraft_kafka_redis_and_two_workers() -> None:
         environment = services[name]["environment"]
         assert environment["EVENTPATTERNS_BROKER"] == "kafka://kafka:9092"
         assert set(environment) <= known, set(environment) - known
+
+
+def build_stage() -> list[str]:
+    """The Dockerfile's instructions up to its second FROM, continuation lines joined."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    instructions = [line for line in lines if line and not line.startswith("#")]
+    second_from = [i for i, line in enumerate(instructions) if line.startswith("FROM ")][1]
+    return instructions[:second_from]
+
+
+def test_the_image_builds_the_compiled_wheel_from_what_it_copies() -> None:
+    # tests/test_compiled.py builds the compiled wheel from a copy of exactly these.
+    from tests.test_compiled import PROJECT_FILES
+
+    stage = build_stage()
+    copied = {
+        source.rstrip("/")
+        for line in stage
+        if line.startswith("COPY ")
+        for source in line.split()[1:-1]
+    }
+    assert copied == {*PROJECT_FILES, "build_support", "eventpatterns"}
+    ignored = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for source in copied:
+        assert (REPO / source).exists(), source
+        assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
+    [build] = [line for line in stage if line.startswith("RUN ")]
+    assert "EVENTPATTERNS_COMPILE=1 pip wheel" in build
+    assert "/venv/bin/pip install" in build
