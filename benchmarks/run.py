@@ -545,6 +545,7 @@ def measure_capacity(
             backlog,
         )
         producing = time.monotonic() - started
+        cpu_producing = cpu_seconds(child.ps) - cpu_before
         applied_meanwhile = child.count() - before
         deadline = time.monotonic() + 30
         while child.count() - before < sent and time.monotonic() < deadline:
@@ -558,6 +559,8 @@ def measure_capacity(
         "backlog": backlog,
         "events_per_s": round(applied_meanwhile / producing, 1),
         "worker_cpu_us_per_event": round(1e6 * (cpu_seconds(child.ps) - cpu_before) / sent),
+        # Under 100 %: the worker also waits (for the broker's answers) at its capacity.
+        "worker_cpu_percent": round(100 * cpu_producing / producing, 1),
     }
 
 
@@ -1220,7 +1223,8 @@ def table(results: Results) -> str:
             f"capacity on the latency records (~8 events per user): "
             f"{capacity['events_per_s']:,.0f} events/s applied with "
             f"{capacity['backlog']:,} records kept waiting for it, at "
-            f"{capacity['worker_cpu_us_per_event']} us CPU/event; the loads below are of it"
+            f"{capacity['worker_cpu_us_per_event']} us CPU/event, the worker at "
+            f"{capacity['worker_cpu_percent']} % of a CPU; the loads below are of it"
         )
     for load, latency in results.latency.items():
         lines.append("")
