@@ -20,6 +20,9 @@ BENCH_SLICE_OUTPUTS      apply a batch this many records at a time and hand each
 BENCH_TRACE              a directory: each worker appends a line of JSON per batch to
                          `<app id>.trace.jsonl` there (`_trace_batches`), to see where a
                          record's time goes between its produce and its batch's writes.
+BENCH_ENCODE_SLICES      when `max_events` were applied, encode the states then held over
+                         this many batches, a slice after each batch's write, instead of
+                         all at once (proposal 11 in README's "Still proposed").
 BENCH_ZSTD_DICT          compress stored states with a zstd dictionary of this many bytes,
                          trained at start on states the worker's own pattern file makes of
                          other users (datagen seed 99), not the benchmark's.
@@ -67,6 +70,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "sliceoutputs": {"BENCH_SLICE_OUTPUTS": "100"},
     "zstddict": {"BENCH_ZSTD_DICT": "4096"},
     "trace": {"BENCH_TRACE": "/tmp/eventpatterns-traces"},
+    "encodeslices": {"BENCH_ENCODE_SLICES": "4"},
 }
 
 
@@ -150,6 +154,66 @@ def _send_outputs_per_slice(size: int) -> None:
             runtime.held = touched
             await runtime.write_states()  # the batch's states, once its outputs are durable
             acknowledge(runtime.app, batch)
+
+    agents.apply_batches = apply_batches  # type: ignore[assignment]
+
+
+def _encode_in_slices(slices: int) -> None:
+    """The states held when `max_events` were applied, encoded a slice after each of
+    the next `slices` writes (each slice's changelog records go with the write after
+    it); the records applied before then acknowledged once the last slice is durable.
+    Sound because a user's state may be made durable at any newer point (its offsets
+    say which records it holds); measured before landing (the failover test would
+    have to pass as often as the held states' did)."""
+    import eventpatterns.agents as agents
+    from eventpatterns.agents import apply_one_at_a_time, write, write_states
+    from eventpatterns.agents.batching import acknowledge, batches
+
+    def encode_some(runtime: Any, users: list[str]) -> None:
+        part = {user: runtime.held.pop(user) for user in users if user in runtime.held}
+        rest, runtime.held = runtime.held, part
+        runtime.encode_held()
+        runtime.held = rest
+
+    async def apply_batches(runtime: Any, stream: Any, max_events: int, within: float) -> None:
+        applied: list[Any] = []  # applied since the last threshold
+        pending: list[Any] = []  # applied before it, their users' states being encoded
+        encoded: list[Any] = []  # every state they changed encoded: durable with the next write
+        to_encode: list[str] = []
+        size = 0
+        async for batch in batches(stream, max_events, within, report_idle=True):
+            if not batch:
+                if not await write_states(runtime):
+                    return
+                acknowledge(runtime.app, encoded + pending + applied)
+                encoded, pending, applied, to_encode = [], [], [], []
+                continue
+            try:
+                result = runtime.process_batch(batch)
+            except Exception:
+                if not await apply_one_at_a_time(runtime, pending + applied, batch):
+                    return
+                acknowledge(runtime.app, encoded + pending + applied + batch)
+                encoded, pending, applied, to_encode = [], [], [], []
+                continue
+            if not await write(runtime, result):
+                return
+            acknowledge(runtime.app, encoded)
+            encoded = []
+            applied.extend(batch)
+            if not to_encode and len(applied) >= max_events:
+                pending, applied = applied, []
+                to_encode = list(runtime.held)
+                size = -(-len(to_encode) // slices)
+            if to_encode:
+                if len(applied) >= max_events:  # the next threshold came first: the rest now
+                    size = len(to_encode)
+                now, to_encode = to_encode[:size], to_encode[size:]
+                encode_some(runtime, now)
+                if not to_encode:
+                    encoded, pending = pending, []
+        if (encoded or pending or applied) and await write_states(runtime):
+            acknowledge(runtime.app, encoded + pending + applied)
 
     agents.apply_batches = apply_batches  # type: ignore[assignment]
 
@@ -248,6 +312,8 @@ def main() -> int:
         _patch_linger(int(os.environ["BENCH_LINGER_MS"]))
     if os.environ.get("BENCH_SLICE_OUTPUTS"):
         _send_outputs_per_slice(int(os.environ["BENCH_SLICE_OUTPUTS"]))
+    if os.environ.get("BENCH_ENCODE_SLICES"):
+        _encode_in_slices(int(os.environ["BENCH_ENCODE_SLICES"]))
     if os.environ.get("BENCH_ZSTD_DICT"):
         _compress_with_a_dictionary(int(os.environ["BENCH_ZSTD_DICT"]))
     if os.environ.get("BENCH_TRACE"):
