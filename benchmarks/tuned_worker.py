@@ -41,6 +41,7 @@ kept, `EVENTPATTERNS_RECENT_STATES=0`). `sliceoutputs` sets BENCH_SLICE_OUTPUTS 
 100; measured worse, not landed. `zstddict` sets BENCH_ZSTD_DICT to 4096, to
 measure the proposal of a dictionary per pattern file (values written with it are
 readable only by workers with the same dictionary: not for landing as it is).
+`encodeslices` sets BENCH_ENCODE_SLICES to 4; measured no better, not landed.
 `trace` sets BENCH_TRACE to /tmp/eventpatterns-traces: no change, timings only.
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
