@@ -26,6 +26,9 @@ BENCH_ENCODE_SLICES      when `max_events` were applied, encode the states then 
 BENCH_ZSTD_DICT          compress stored states with a zstd dictionary of this many bytes,
                          trained at start on states the worker's own pattern file makes of
                          other users (datagen seed 99), not the benchmark's.
+BENCH_RDKAFKA_FETCHER    fetch the events agent's topics with librdkafka in a thread of its
+                         own (`rdkafka_fetcher.py`); Faust's consumer keeps the group, the
+                         seeks and the commits.
 
 Seven proposals measured this way have landed (batch sends, uvloop, the garbage
 collector's thresholds with `gc.freeze()` after recovery, delivery without tasks,
@@ -33,16 +36,18 @@ batches whose window opens at their first event, the consumer on the app's loop,
 fetches delivered to the agent whole); the `asyncio`, `gcdefault`, `taskdelivery`,
 `takeevents`, `consumerthread` and `recorddelivery` experiments run the worker
 without one of them, to measure what it gives. Others only set the worker's own
-settings: `fetch5` (a 5 ms fetch wait, for a broker that holds an empty fetch as
-long as it may, as Tansu does), `batchwait2` (a batch waits 2 ms to fill, not 5),
-`batchwait10` (10 ms, the default until 2026-12-01), `batch250` (batches of
-at most 250 events, not 1,000) and `norecent` (no decoded states of recent users
-kept, `EVENTPATTERNS_RECENT_STATES=0`). `sliceoutputs` sets BENCH_SLICE_OUTPUTS to
-100; measured worse, not landed. `zstddict` sets BENCH_ZSTD_DICT to 4096, to
-measure the proposal of a dictionary per pattern file (values written with it are
-readable only by workers with the same dictionary: not for landing as it is).
-`encodeslices` sets BENCH_ENCODE_SLICES to 4; measured no better, not landed.
-`trace` sets BENCH_TRACE to /tmp/eventpatterns-traces: no change, timings only.
+settings: `fetch5`, `fetch10` and `fetch2` (a 5, 10 or 2 ms fetch wait, not 25, for
+a broker that holds an empty fetch as long as it may, as Tansu does), `batchwait2`
+(a batch waits 2 ms to fill, not 5), `batchwait10` (10 ms, the default until
+2026-12-01), `batch250` (batches of at most 250 events, not 1,000) and `norecent`
+(no decoded states of recent users kept, `EVENTPATTERNS_RECENT_STATES=0`).
+`sliceoutputs` sets BENCH_SLICE_OUTPUTS to 100; measured worse, not landed.
+`zstddict` sets BENCH_ZSTD_DICT to 4096, to measure the proposal of a dictionary per
+pattern file (values written with it are readable only by workers with the same
+dictionary: not for landing as it is). `encodeslices` sets BENCH_ENCODE_SLICES to 4;
+measured no better, not landed. `rdkafka` sets BENCH_RDKAFKA_FETCHER (with `fetch10`
+as measured); measured no better, not landed. `trace` sets BENCH_TRACE to
+/tmp/eventpatterns-traces: no change, timings only.
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
 """
@@ -55,6 +60,8 @@ from typing import Any
 
 EXPERIMENTS: dict[str, dict[str, str]] = {
     "fetch5": {"EVENTPATTERNS_FETCH_WAIT_MS": "5"},
+    "fetch10": {"EVENTPATTERNS_FETCH_WAIT_MS": "10"},
+    "fetch2": {"EVENTPATTERNS_FETCH_WAIT_MS": "2"},
     "batchwait2": {"EVENTPATTERNS_BATCH_WAIT": "0.002"},
     "batchwait10": {"EVENTPATTERNS_BATCH_WAIT": "0.01"},
     "asyncio": {"EVENTPATTERNS_EVENT_LOOP": "asyncio"},
@@ -72,6 +79,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "zstddict": {"BENCH_ZSTD_DICT": "4096"},
     "trace": {"BENCH_TRACE": "/tmp/eventpatterns-traces"},
     "encodeslices": {"BENCH_ENCODE_SLICES": "4"},
+    "rdkafka": {"BENCH_RDKAFKA_FETCHER": "1"},
 }
 
 
@@ -319,6 +327,10 @@ def main() -> int:
         _compress_with_a_dictionary(int(os.environ["BENCH_ZSTD_DICT"]))
     if os.environ.get("BENCH_TRACE"):
         _trace_batches(os.environ["BENCH_TRACE"])
+    if os.environ.get("BENCH_RDKAFKA_FETCHER"):
+        from .rdkafka_fetcher import install
+
+        install()
     from eventpatterns.worker import main as worker_main
 
     return worker_main()
