@@ -7,6 +7,8 @@ built with EVENTPATTERNS_COMPILE=1 (setup.py) carries the same build.
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -99,13 +101,23 @@ PROJECT_FILES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md")
 
 
 def build_wheel(workdir: Path, *, compile_core: bool) -> Path:
-    """`pip wheel` of a copy of the project (none of the checkout's own builds in it)."""
+    """`pip wheel` of a copy of the project (none of the checkout's own builds in it).
+
+    The compiled one as the Dockerfile builds it: by a Python with none of the
+    project's dependencies, in pip's isolated build environment, which has only
+    what the build backend asks for (mypy type-checks the core against the
+    packages it imports before mypyc compiles it). The pure one with the test
+    run's own setuptools, for speed.
+    """
     source = workdir / "source"
     for tree in ("eventpatterns", "build_support"):
         shutil.copytree(REPO / tree, source / tree, ignore=SKIP)
     for name in PROJECT_FILES:
         shutil.copy(REPO / name, source / name)
-    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+    if compile_core:
+        pip_wheel = [str(bare_python(workdir)), "-m", "pip", "wheel", "--no-deps"]
+    else:
+        pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
     built = subprocess.run(
         [*pip_wheel, "--wheel-dir", str(workdir / "dist"), str(source)],
         env={**os.environ, "EVENTPATTERNS_COMPILE": "1" if compile_core else "0"},
@@ -116,6 +128,16 @@ def build_wheel(workdir: Path, *, compile_core: bool) -> Path:
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     [wheel] = (workdir / "dist").glob("*.whl")
     return wheel
+
+
+def bare_python(workdir: Path) -> Path:
+    """A venv's Python: pip and nothing else, not even the test run's site-packages."""
+    venv = workdir / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    probe = subprocess.run([python, "-c", "import pydantic"], capture_output=True, timeout=60)
+    assert probe.returncode != 0, "the venv sees the test run's packages"
+    return python
 
 
 def unpacked(wheel: Path) -> Path:
@@ -179,3 +201,34 @@ def test_the_compiled_wheel_installed_replays_as_the_pure_one(
         actions = replay(compiled_site, example)
         assert actions.count("\n") >= 6
         assert actions == replay(pure_site, example)
+
+
+def test_a_compiled_build_asks_for_every_package_the_core_imports() -> None:
+    """mypyc type-checks the core, and every module it imports, before compiling:
+    an isolated build that lacks one of them fails (a Python without the
+    project's dependencies, as the Dockerfile's, sees it)."""
+    sys.path.insert(0, str(REPO / "build_support"))
+    try:
+        import eventpatterns_build
+    finally:
+        sys.path.remove(str(REPO / "build_support"))
+    name = eventpatterns_build.requirement_name
+    asked = {name(requirement) for requirement in eventpatterns_build.compile_requirements()}
+    imported = third_party_imports(REPO / "eventpatterns" / "core")
+    distributions = importlib.metadata.packages_distributions()
+    needed = {name(distributions[module][0]) for module in imported}
+    assert {"pydantic", "pyyaml", "orjson", "mypy-extensions"} <= needed  # the scan works
+    assert needed <= asked
+    assert {"mypy", "types-pyyaml"} <= asked
+
+
+def third_party_imports(package: Path) -> set[str]:
+    """Top-level names the package's modules import, standard library and own left out."""
+    names = set()
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {name for name in names if name not in sys.stdlib_module_names} - {"eventpatterns"}
