@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -50,7 +51,7 @@ def consumer_config(bootstrap: str, group: str, fetch_wait_ms: int) -> dict[str,
         "enable.partition.eof": False,
         "auto.offset.reset": "earliest",
         "fetch.wait.max.ms": fetch_wait_ms,
-        "fetch.min.bytes": 1,
+        "fetch.min.bytes": int(os.environ.get("BENCH_RDKAFKA_MIN_BYTES", "1")),
         "max.partition.fetch.bytes": 4 * 1024 * 1024,
         "queued.max.messages.kbytes": 16 * 1024,
         "client.id": f"{group}-fetcher",

@@ -29,6 +29,10 @@ BENCH_ZSTD_DICT          compress stored states with a zstd dictionary of this m
 BENCH_RDKAFKA_FETCHER    fetch the events agent's topics with librdkafka in a thread of its
                          own (`rdkafka_fetcher.py`); Faust's consumer keeps the group, the
                          seeks and the commits.
+BENCH_RDKAFKA_MIN_BYTES  that fetcher's `fetch.min.bytes` (1): larger, every fetch waits its
+                         whole wait on Tansu, so fetches come once per wait.
+BENCH_NICE               the worker's niceness (`os.nice`): the broker and the benchmark's
+                         clients before it when the CPUs are short.
 
 Seven proposals measured this way have landed (batch sends, uvloop, the garbage
 collector's thresholds with `gc.freeze()` after recovery, delivery without tasks,
@@ -46,8 +50,9 @@ a broker that holds an empty fetch as long as it may, as Tansu does), `batchwait
 pattern file (values written with it are readable only by workers with the same
 dictionary: not for landing as it is). `encodeslices` sets BENCH_ENCODE_SLICES to 4;
 measured no better, not landed. `rdkafka` sets BENCH_RDKAFKA_FETCHER (with `fetch10`
-as measured); measured no better, not landed. `trace` sets BENCH_TRACE to
-/tmp/eventpatterns-traces: no change, timings only.
+as measured), `rdkafkaperiodic` also BENCH_RDKAFKA_MIN_BYTES to 1 MiB (with
+`fetch5`), `nice5` BENCH_NICE to 5; all three measured no better, not landed.
+`trace` sets BENCH_TRACE to /tmp/eventpatterns-traces: no change, timings only.
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
 """
@@ -80,6 +85,8 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "trace": {"BENCH_TRACE": "/tmp/eventpatterns-traces"},
     "encodeslices": {"BENCH_ENCODE_SLICES": "4"},
     "rdkafka": {"BENCH_RDKAFKA_FETCHER": "1"},
+    "nice5": {"BENCH_NICE": "5"},
+    "rdkafkaperiodic": {"BENCH_RDKAFKA_FETCHER": "1", "BENCH_RDKAFKA_MIN_BYTES": "1048576"},
 }
 
 
@@ -307,6 +314,8 @@ def _trace_batches(directory: str) -> None:
 
 
 def main() -> int:
+    if os.environ.get("BENCH_NICE"):
+        os.nice(int(os.environ["BENCH_NICE"]))
     if os.environ.get("BENCH_RECORD_DELIVERY"):
         _deliver_record_by_record()
     if os.environ.get("BENCH_CONSUMER_THREAD"):
