@@ -43,6 +43,23 @@ def test_compose_runs_kraft_kafka_redis_and_two_workers() -> None:
         assert set(environment) <= known, set(environment) - known
 
 
+def test_the_workers_name_no_file_their_image_lacks() -> None:
+    """A path in a worker's settings must be in one of its volumes or in the home
+    directory the image makes: the image holds the installed package and nothing
+    of the checkout (its pattern file is the package's own, the default)."""
+    result = subprocess.run([*compose_command(), "config"], cwd=REPO, capture_output=True)
+    services = yaml.safe_load(result.stdout)["services"]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "useradd --create-home eventpatterns" in dockerfile
+    for name in [name for name in services if name.startswith("worker")]:
+        service = services[name]
+        mounted = [volume["target"] for volume in service.get("volumes", [])]
+        for variable, value in service["environment"].items():
+            if str(value).startswith("/"):
+                roots = [*mounted, "/home/eventpatterns"]
+                assert any(str(value).startswith(f"{root}/") for root in roots), (variable, value)
+
+
 def build_stage() -> list[str]:
     """The Dockerfile's instructions up to its second FROM, continuation lines joined."""
     text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
