@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -91,6 +92,34 @@ def refuse_stale_build() -> None:
             "run `python -m eventpatterns.compiled` to rebuild it, or "
             "`python -m eventpatterns.compiled --clean` to run interpreted"
         )
+
+
+def load_shared_libraries() -> None:
+    """Import mypyc's shared library of a build in place, wherever Python runs from.
+
+    The compiled modules import it as a top-level module, and the build in place
+    puts it next to the package, in the checkout's root; an editable install maps
+    the package alone, not that root, onto Python's path, so the `eventpatterns`
+    command (or anything run outside the checkout's root) could not import the
+    core. A wheel installs it into site-packages, where it is found as usual.
+    """
+    if not extensions():
+        return
+    try:
+        libraries = json.loads(STAMP.read_text()).get("libraries", [])
+    except (OSError, ValueError):
+        return  # refuse_stale_build says what is wrong
+    for filename in libraries:
+        name = filename.split(".")[0]
+        path = PACKAGE.parent / filename
+        if name in sys.modules or not path.exists() or importlib.util.find_spec(name):
+            continue
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
 
 
 def compile_core() -> list[Path]:

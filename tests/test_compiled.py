@@ -84,6 +84,26 @@ def test_the_compiled_core_passes_the_core_tests(built: Path) -> None:
     assert " passed" in tests.stdout.splitlines()[-1]
 
 
+def test_the_build_is_imported_where_only_the_package_is_on_the_path(
+    built: Path, tmp_path: Path
+) -> None:
+    """As an editable install maps it: the package, not the checkout's root beside it,
+    where the build puts mypyc's shared library (so the `eventpatterns` command, run
+    from anywhere, imports the core)."""
+    path = tmp_path / "path"
+    path.mkdir()
+    (path / "eventpatterns").symlink_to(built / "eventpatterns")
+    check = subprocess.run(
+        [sys.executable, "-c", "from eventpatterns import compiled; print(compiled.is_compiled())"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert check.stdout.strip() == "True", check.stderr[-2000:]
+
+
 def test_a_build_older_than_its_sources_is_refused_until_rebuilt_or_removed(built: Path) -> None:
     source = built / "eventpatterns/core/timeutil.py"
     source.write_text(source.read_text() + "\n# edited after the build\n")
