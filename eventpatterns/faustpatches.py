@@ -26,6 +26,7 @@ def apply_all(fetch_wait_ms: int) -> None:
     start_tables_without_delay()
     consume_on_the_app_loop()
     deliver_fetches_in_bulk()
+    leave_the_group_from_generation_zero()
 
 
 def tune_fetch_wait(milliseconds: int) -> None:
@@ -46,6 +47,32 @@ def tune_fetch_wait(milliseconds: int) -> None:
 
     create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
     AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
+def leave_the_group_from_generation_zero() -> None:
+    """Leave the consumer group on stop also from a generation numbered 0.
+
+    aiokafka sends LeaveGroup only from a generation above 0: Kafka numbers a
+    group's first generation 1, but Tansu (the embedded broker) numbers it 0. A
+    worker stopped in its group's first generation left without a word, and the
+    others took its partitions only once its session had timed out
+    (`EVENTPATTERNS_SESSION_TIMEOUT`), not in the rebalance its leaving starts.
+    """
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    leave = getattr(
+        GroupCoordinator._maybe_leave_group, "__wrapped__", GroupCoordinator._maybe_leave_group
+    )
+
+    async def maybe_leave_group(self: Any) -> None:
+        if self.generation == 0:
+            # The request names the group and the member, not the generation; the
+            # generation is reset right after it.
+            self.generation = 1
+        await leave(self)
+
+    maybe_leave_group.__wrapped__ = leave  # type: ignore[attr-defined]
+    GroupCoordinator._maybe_leave_group = maybe_leave_group  # type: ignore[method-assign]
 
 
 def keep_stale_messages_unacked() -> None:

@@ -7,6 +7,8 @@ import re
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -178,6 +180,47 @@ def test_two_workers_one_killed_mid_stream(
         reader.close()
         first.kill()
         second.stop()
+
+
+def test_a_worker_stopped_leaves_the_group_and_its_partitions_move_at_once(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Not once its session has timed out: Tansu numbers a group's first generation 0,
+    from which aiokafka did not leave (`faustpatches.leave_the_group_from_generation_zero`)."""
+    session = 10.0
+    timeout = {"EVENTPATTERNS_SESSION_TIMEOUT": str(session)}
+    first = Worker(broker.url, COUNTING, tmp_path, name="a", **timeout).start()
+    second = Worker(broker.url, COUNTING, tmp_path, name="b", **timeout).start()
+    try:
+        wait_ready(first, broker.bootstrap)
+        wait_ready(second, broker.bootstrap)
+        wait_until(
+            lambda: partitions(first) and partitions(second),
+            timeout=60,
+            message="the partitions split between the two",
+        )
+        assert first.stop() == 0
+        stopped = time.monotonic()
+        wait_until(
+            lambda: partitions(second) == [0, 1, 2, 3],
+            timeout=60,
+            interval=0.1,
+            message="the survivor holding every partition",
+        )
+        assert time.monotonic() - stopped < session  # its session had not timed out
+        assert "LeaveGroup request succeeded" in first.log()
+    finally:
+        first.kill()
+        second.stop()
+
+
+def partitions(worker: Worker) -> list[int]:
+    """The input partitions the worker holds, as its API says (none while unreachable)."""
+    try:
+        with urllib.request.urlopen(f"{worker.url}/v1/status", timeout=2) as response:
+            return list(orjson.loads(response.read())["partitions"])
+    except OSError:
+        return []
 
 
 def lost_by_the_broker(reader: TopicReader, events: list[dict[str, Any]]) -> int:
