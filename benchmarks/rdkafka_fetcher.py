@@ -30,8 +30,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from faust.types import TP
+
 from eventpatterns import faustpatches
-from eventpatterns.faustpatches import FetchedRecord, PendingFetch
+from eventpatterns.faustpatches import FetchedRecord
 
 log = logging.getLogger(__name__)
 
@@ -233,17 +235,13 @@ class RdkafkaFetcher:
             new = await faustpatches._new_records(consumer, tp, records)
             if receiver is None or not new:
                 continue
-            fetch = PendingFetch(tp, len(new))
-            if tp.topic in app.topics.acking_topics:
-                consumer.unacked.add(fetch)
+            fetch = faustpatches.pending_fetch(consumer, tp, len(new))
             for record in new:
                 record.fetch = fetch
             await consumer.wait_first(receiver(new), consumer.suspend_flow.wait())
 
     def _by_partition(self, messages: list[Any], generation: int) -> dict[Any, list[FetchedRecord]]:
         """librdkafka's messages as the processor's records, by partition, in order."""
-        from faust.types import TP
-
         received = time.time_ns() // 1000
         grouped: dict[Any, list[FetchedRecord]] = {}
         for message in messages:

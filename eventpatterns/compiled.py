@@ -32,6 +32,7 @@ import sys
 import tempfile
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
+from typing import Any
 
 PACKAGE = Path(__file__).resolve().parent
 CORE = PACKAGE / "core"
@@ -80,10 +81,7 @@ def refuse_stale_build() -> None:
     built = extensions()
     if not built:
         return
-    try:
-        stamp = json.loads(STAMP.read_text())
-    except (OSError, ValueError):
-        stamp = {}
+    stamp = _read_stamp()
     changed = [m for m in MODULES if stamp.get("sources", {}).get(m) != _source_hash(m)]
     if changed:
         names = ", ".join(f"core/{m}.py" for m in changed)
@@ -105,11 +103,7 @@ def load_shared_libraries() -> None:
     """
     if not extensions():
         return
-    try:
-        libraries = json.loads(STAMP.read_text()).get("libraries", [])
-    except (OSError, ValueError):
-        return  # refuse_stale_build says what is wrong
-    for filename in libraries:
+    for filename in _read_stamp().get("libraries", []):
         name = filename.split(".")[0]
         path = PACKAGE.parent / filename
         if name in sys.modules or not path.exists() or importlib.util.find_spec(name):
@@ -165,15 +159,20 @@ def stamp_text(libraries: list[str]) -> str:
 def clean() -> list[Path]:
     """Remove the extensions, the stamp and mypyc's shared library; returns what was removed."""
     removed = extensions()
-    try:
-        libraries = json.loads(STAMP.read_text()).get("libraries", [])
-    except (OSError, ValueError):
-        libraries = []
-    removed += [PACKAGE.parent / name for name in libraries]
+    removed += [PACKAGE.parent / name for name in _read_stamp().get("libraries", [])]
     removed += [STAMP] if STAMP.exists() else []
     for path in removed:
         path.unlink(missing_ok=True)
     return removed
+
+
+def _read_stamp() -> dict[str, Any]:
+    """The stamp of the build on disk; empty when there is none or it is unreadable."""
+    try:
+        stamp = json.loads(STAMP.read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
 
 
 def _source_hash(module: str) -> str:

@@ -451,12 +451,18 @@ async def _deliver_one(consumer: Any, message: Any) -> None:
     await consumer.wait_first(consumer.callback(message), consumer.suspend_flow.wait())
 
 
+def pending_fetch(consumer: Any, tp: Any, count: int) -> PendingFetch:
+    """`count` records of partition `tp` delivered in bulk, tracked until acknowledged."""
+    fetch = PendingFetch(tp, count)
+    if tp.topic in consumer.app.topics.acking_topics:
+        consumer.unacked.add(fetch)
+    return fetch
+
+
 def _fetched_records(consumer: Any, tp: Any, records: list[Any]) -> list[FetchedRecord]:
     """aiokafka's records of one partition, pending acknowledgement as one fetch."""
     app = consumer.app
-    fetch = PendingFetch(tp, len(records))
-    if tp.topic in app.topics.acking_topics:
-        consumer.unacked.add(fetch)
+    fetch = pending_fetch(consumer, tp, len(records))
     generation, received = app.consumer_generation_id, time.time_ns() // 1000
     return [
         FetchedRecord(

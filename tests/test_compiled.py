@@ -25,12 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 SKIP = shutil.ignore_patterns("__pycache__", "*.so", "compiled.json")
 
 
-def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Python in `root`, importing `eventpatterns` from there."""
+def run(root: Path, *args: str, path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Python in `root`, importing `eventpatterns` from there (or from `path`)."""
     return subprocess.run(
         [sys.executable, *args],
         cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        env={**os.environ, "PYTHONPATH": str(path or root)},
         capture_output=True,
         text=True,
         timeout=900,
@@ -57,8 +57,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def compiled(root: Path) -> str:
-    check = run(root, "-c", "from eventpatterns import compiled; print(compiled.is_compiled())")
+def compiled(root: Path, path: Path | None = None) -> str:
+    check = run(
+        root, "-c", "from eventpatterns import compiled; print(compiled.is_compiled())", path=path
+    )
     return check.stdout.strip() or check.stderr.strip().splitlines()[-1]
 
 
@@ -93,15 +95,7 @@ def test_the_build_is_imported_where_only_the_package_is_on_the_path(
     path = tmp_path / "path"
     path.mkdir()
     (path / "eventpatterns").symlink_to(built / "eventpatterns")
-    check = subprocess.run(
-        [sys.executable, "-c", "from eventpatterns import compiled; print(compiled.is_compiled())"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert check.stdout.strip() == "True", check.stderr[-2000:]
+    assert compiled(tmp_path, path=path) == "True"
 
 
 def test_a_build_older_than_its_sources_is_refused_until_rebuilt_or_removed(built: Path) -> None:
