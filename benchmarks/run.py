@@ -18,6 +18,8 @@ latency   event -> offer latency (p50/p99) at 70 % load, on a ten-pattern worker
           the reader running; then records are produced at 70 % (and, on a fresh
           worker, 35 %) of it, each stamped with its produce time, and the offer's
           arrival at a reader on the output topic (`--load` for rates of your own);
+          after each, the same load through a relay that does nothing
+          (benchmarks/relay.py): the floor of the offer's two hops through the broker;
 baselines the same records through a bare Faust agent (benchmarks/baseline_faust.py)
           and the seed's state machine on quixstreams (benchmarks/baseline_quix.py);
 recovery  a fresh worker restoring N users of state from the changelog (written
@@ -619,6 +621,7 @@ def measure_latency(
     batches = procs.metric(url, "eventpatterns_batch_events_count") - batches_before
     cpu = cpu_seconds(child.ps) - cpu_before
     offers: list[float] = []
+    offers_by_second: dict[int, list[float]] = {}
     in_worker: list[float] = []
     after_worker: list[float] = []
     actions: list[float] = []
@@ -628,6 +631,8 @@ def measure_latency(
             if (arrival.key or b"").decode() in ours:
                 sent_at = value[0]["Timestamp"] / NS
                 offers.append(1000 * (arrival.at - sent_at))
+                second = int(sent_at - first_wall)
+                offers_by_second.setdefault(second, []).append(offers[-1])
                 if arrival.written is not None:  # split at the worker's producer (ms clock)
                     in_worker.append(1000 * (arrival.written - sent_at))
                     after_worker.append(1000 * (arrival.at - arrival.written))
@@ -644,6 +649,10 @@ def measure_latency(
         "worker_cpu_us_per_event": round(1e6 * cpu / max(1, sent)),
         "cpu_percent_while_sending": cpu_percent,
         "offer": percentiles(offers),
+        "offer_p99_ms_by_second": [
+            percentiles(offers_by_second[second]).get("p99_ms")
+            for second in sorted(offers_by_second)
+        ],
         "offer_until_written": percentiles(in_worker),
         "offer_written_to_reader": percentiles(after_worker),
         "audit": percentiles(actions),
@@ -656,6 +665,70 @@ def measure_latency(
             if hop_probe
             else {}
         ),
+    }
+
+
+def measure_relay(
+    bootstrap: str,
+    workdir: Path,
+    prefix: str,
+    rate: float,
+    seconds: float,
+    users: int,
+    first_user: int,
+    broker: psutil.Process | None = None,
+) -> dict[str, Any]:
+    """The same kind of paced records through `relay.py`: the floor of an offer's latency.
+
+    Topics of its own, as a latency run's worker has. One record in four comes
+    back out (by offset, so whenever it was produced): the latency is each of
+    those records', from its produce to its arrival at a reader of the relay's
+    output topic, the two hops an offer makes, with nothing done between them
+    but what the worker's client does.
+    """
+    source, output = f"{prefix}-relay-in", f"{prefix}-relay-out"
+    create_input_topic(bootstrap, source)
+    create_topics(bootstrap, {output: PARTITIONS})
+    child = procs.baseline(
+        f"relay {prefix}",
+        "benchmarks.relay",
+        workdir,
+        {"BENCH_BROKER": bootstrap, "BENCH_TOPIC": source, "BENCH_OUTPUT": output},
+    ).start()
+    progress_path = Path(child.env["BENCH_PROGRESS"])
+    try:
+        deadline = time.monotonic() + 60
+        while not progress_path.exists():  # written once its partitions are assigned
+            child.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the relay did not start; its log:\n{child.log_tail()}")
+            time.sleep(0.05)
+        records = latency_records(int(rate * seconds) + 1, users, first_user)
+        tail = kafka_io.TopicTail(bootstrap, [output]).start()
+        shares = CpuShares({"relay": child.ps, "broker": broker, "benchmark": psutil.Process()})
+        try:
+            sent, first_wall = paced_produce(bootstrap, source, records, rate, seconds)
+            cpu_percent = shares.percent()
+            tail.wait_quiet(0.5, timeout=30)
+        finally:
+            tail.stop()
+    finally:
+        child.kill()
+    latencies: list[float] = []
+    by_second: dict[int, list[float]] = {}
+    for arrival in tail.arrivals:
+        sent_at = orjson.loads(arrival.value)["timestamp"] / NS
+        if sent_at >= first_wall - 0.001:
+            latencies.append(1000 * (arrival.at - sent_at))
+            by_second.setdefault(int(sent_at - first_wall), []).append(latencies[-1])
+    return {
+        "sent": sent,
+        "relayed": len(latencies),
+        "cpu_percent_while_sending": cpu_percent,
+        "latency": percentiles(latencies),
+        "p99_ms_by_second": [
+            percentiles(by_second[second]).get("p99_ms") for second in sorted(by_second)
+        ],
     }
 
 
@@ -1045,6 +1118,20 @@ def run_latency(
                     hop_probe=hop_probe,
                 )
             log(f"  {results.latency[load]}")
+            if load != "light":
+                log(f"the same load through a relay that does nothing: {rate:,.0f} events/s")
+                with collector_paused():
+                    results.latency[load]["relay"] = measure_relay(
+                        broker.bootstrap,
+                        workdir,
+                        f"bench-relay{number}",
+                        rate,
+                        seconds,
+                        mode.e2e_users,
+                        first_user=(15 + number) * 10_000_000,
+                        broker=psutil.Process(broker.pid),
+                    )
+                log(f"  {results.latency[load]['relay']}")
     finally:
         for child in workers:
             child.kill()
@@ -1154,11 +1241,14 @@ def goals(results: Results) -> dict[str, Any]:
             out["recovery of 1,000,000 users < 30 s"] = (entry["ready_s"], 30.0)
     for users, size in idle_bytes_per_user(results).items():
         out[f"< 1 KiB per idle user ({users:,} users)"] = (size, 1024)
-    verdicts = {}
+    verdicts: dict[str, Any] = {}
     for name, (measured, goal) in out.items():
         lower_is_better = name.startswith(("p99", "recovery", "<"))
         met = measured < goal if lower_is_better else measured >= goal
         verdicts[name] = {"measured": measured, "goal": goal, "met": met}
+    relay = results.latency.get("70%", {}).get("relay", {}).get("latency", {})
+    if relay.get("count") and "p99 event->offer < 50 ms at 70 % load" in verdicts:
+        verdicts["p99 event->offer < 50 ms at 70 % load"]["relay_p99_ms"] = relay["p99_ms"]
     return verdicts
 
 
@@ -1239,6 +1329,7 @@ def table(results: Results) -> str:
         )
         for key, label in (
             ("offer", "event -> offer"),
+            ("offer_p99_ms_by_second", "  its p99 (ms) for each second of the run"),
             ("offer_until_written", "  of it, event -> the worker's producer took the offer"),
             ("offer_written_to_reader", "  of it, the worker's producer -> the reader"),
             ("audit", "event -> audit record"),
@@ -1246,6 +1337,17 @@ def table(results: Results) -> str:
         ):
             if key in latency:
                 lines.append(f"  {label}: {latency[key]}")
+        relay = latency.get("relay")
+        if relay:
+            lines.append(
+                f"  the same load through a relay that does nothing (benchmarks/relay.py; "
+                f"{relay['relayed']:,} of {relay['sent']:,} records back; % of a CPU: "
+                f"{relay['cpu_percent_while_sending']}):"
+            )
+            lines.append(f"    event -> the record back: {relay['latency']}")
+            lines.append(
+                f"    its p99 (ms) for each second of the run: {relay['p99_ms_by_second']}"
+            )
     if results.recovery:
         lines.append("")
         lines.append("recovery from the changelog (fresh worker, until it applies an event)")
@@ -1271,6 +1373,12 @@ def table(results: Results) -> str:
         for name, verdict in verdicts.items():
             lines.append(
                 f"  {'met   ' if verdict['met'] else 'MISSED'} {name}: {verdict['measured']:,}"
+                + (
+                    f" (the same load through a relay that does nothing: p99 "
+                    f"{verdict['relay_p99_ms']} ms)"
+                    if "relay_p99_ms" in verdict
+                    else ""
+                )
             )
     for note in results.notes:
         lines.append(f"note: {note}")

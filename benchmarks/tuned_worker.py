@@ -31,6 +31,10 @@ BENCH_RDKAFKA_FETCHER    fetch the events agent's topics with librdkafka in a th
                          seeks and the commits.
 BENCH_RDKAFKA_MIN_BYTES  that fetcher's `fetch.min.bytes` (1): larger, every fetch waits its
                          whole wait on Tansu, so fetches come once per wait.
+BENCH_THREAD_APPLY       apply each batch in a thread of its own while the loop writes the
+                         batch before and goes on fetching (`_apply_in_a_thread`).
+BENCH_BUSY_NO_WINDOW     a batch whose first events came while the batch before was applied
+                         or written starts at once, without the batch window.
 BENCH_NICE               the worker's niceness (`os.nice`): the broker and the benchmark's
                          clients before it when the CPUs are short.
 
@@ -51,7 +55,10 @@ pattern file (values written with it are readable only by workers with the same
 dictionary: not for landing as it is). `encodeslices` sets BENCH_ENCODE_SLICES to 4;
 measured no better, not landed. `rdkafka` sets BENCH_RDKAFKA_FETCHER (with `fetch10`
 as measured), `rdkafkaperiodic` also BENCH_RDKAFKA_MIN_BYTES to 1 MiB (with
-`fetch5`), `nice5` BENCH_NICE to 5; all three measured no better, not landed.
+`fetch5`), `nice5` BENCH_NICE to 5; all three measured no better, not landed. `threadapply`
+sets BENCH_THREAD_APPLY (`threadapply1ms` and `threadapply05ms` with a GIL switch
+interval of 1 or 0.5 ms), `busynowindow` BENCH_BUSY_NO_WINDOW; measured worse, not
+landed.
 `trace` sets BENCH_TRACE to /tmp/eventpatterns-traces: no change, timings only.
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
@@ -86,6 +93,10 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "encodeslices": {"BENCH_ENCODE_SLICES": "4"},
     "rdkafka": {"BENCH_RDKAFKA_FETCHER": "1"},
     "nice5": {"BENCH_NICE": "5"},
+    "threadapply": {"BENCH_THREAD_APPLY": "1"},
+    "busynowindow": {"BENCH_BUSY_NO_WINDOW": "1"},
+    "threadapply1ms": {"BENCH_THREAD_APPLY": "1", "BENCH_SWITCH_INTERVAL": "0.001"},
+    "threadapply05ms": {"BENCH_THREAD_APPLY": "1", "BENCH_SWITCH_INTERVAL": "0.0005"},
     "rdkafkaperiodic": {"BENCH_RDKAFKA_FETCHER": "1", "BENCH_RDKAFKA_MIN_BYTES": "1048576"},
 }
 
@@ -258,6 +269,158 @@ def _compress_with_a_dictionary(size: int) -> None:
     processor._DECOMPRESSOR = zstandard.ZstdDecompressor(dict_data=trained)
 
 
+def _no_window_when_busy() -> None:
+    """The batch window only when the worker has caught up.
+
+    A batch's window lets a light stream gather into batches of some size. Under
+    load the events that came while the batch before was applied and written are
+    a batch already; waiting out a window for them adds its length to their
+    latency. Here a batch whose first event was buffered before the batch before
+    was done (the agent came back for the next one) starts at once.
+    """
+    import asyncio
+
+    import eventpatterns.agents as agents
+    from eventpatterns.agents import batching
+
+    async def take_batches(
+        stream: Any, max_events: int, within: float, report_idle: bool = False
+    ) -> Any:
+        buffer = batching.Buffer(stream, max_events)
+        loop = asyncio.get_running_loop()
+        stream.enable_acks = False
+        stream.add_processor(buffer.add)
+        stream._enable_passive(aiter(stream.channel))
+        stop_receiving = batching.receive_in_bulk(
+            stream.app, getattr(stream.channel, "topics", ()), buffer.receive
+        )
+        idle_reported = True
+        waiting_since_busy = False
+        try:
+            while not stream.should_stop:
+                if not buffer.events:
+                    waiting_since_busy = False
+                    if idle_reported:
+                        await stream.wait_for_stopped(buffer.started)
+                        continue
+                    await stream.wait_for_stopped(buffer.started, timeout=within)
+                    if not buffer.events:
+                        idle_reported = True
+                        yield []
+                    continue
+                remaining = buffer.opened_at + within - loop.time()
+                if remaining > 0 and not buffer.full.is_set() and not waiting_since_busy:
+                    await stream.wait_for_stopped(buffer.full, timeout=remaining)
+                batch = batching.current(stream.app, buffer.take())
+                if batch:
+                    idle_reported = not report_idle
+                    yield batch
+                    waiting_since_busy = bool(buffer.events)
+        finally:
+            stop_receiving()
+            stream._processors.remove(buffer.add)
+            buffer.release()
+
+    def batches(stream: Any, max_events: int, within: float, report_idle: bool = False) -> Any:
+        generator = take_batches(stream, max_events, within, report_idle)
+        stream._active_agens.add(generator)
+        return generator
+
+    agents.batches = batches  # type: ignore[assignment]
+
+
+def _apply_in_a_thread() -> None:
+    """Each batch applied in a thread while the loop writes the batch before it.
+
+    The loop is free while a batch is applied (the GIL changes hands every
+    switch interval), so the fetches go on and the previous batch's write is in
+    flight meanwhile: the write's round trip leaves the batch cycle. A write
+    takes the changelog records encoded before it when it starts, and starts
+    once the one before is durable, so the order of the writes is the agent's.
+    The sink's calls (Redis, listeners) are made on the loop after each batch.
+    """
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import eventpatterns.agents as agents
+    from eventpatterns.agents import write_states
+    from eventpatterns.agents.batching import acknowledge, batches
+    from eventpatterns.app import CHANGELOG_MARKER, Runtime
+
+    executor = ThreadPoolExecutor(1, thread_name_prefix="apply")
+    loop_thread = threading.main_thread()
+    on_record = Runtime.on_record
+    deferred: list[tuple[Any, Any]] = []
+
+    def on_record_from_any_thread(self: Runtime, record: Any, cause: Any) -> None:
+        if threading.current_thread() is loop_thread:
+            on_record(self, record, cause)
+        else:
+            deferred.append((record, cause))
+
+    Runtime.on_record = on_record_from_any_thread  # type: ignore[method-assign]
+
+    def start_write(runtime: Runtime, outputs: Any) -> asyncio.Future[bool]:
+        store = runtime.store
+        if runtime.embedded_broker and not store.restores_in_bulk and store.changelog:
+            store.end_changelog_batches(CHANGELOG_MARKER)
+        outputs.take_all(store.changelog)  # now, not when the task first runs
+
+        async def send() -> bool:
+            try:
+                await outputs.send(runtime.app.producer._ensure_producer())
+            except Exception as error:
+                runtime.fail(error)
+                return False
+            store.changelog_written(outputs.last_batch_starts)
+            return True
+
+        return asyncio.ensure_future(send())
+
+    async def apply_batches(runtime: Runtime, stream: Any, max_events: int, within: float) -> None:
+        loop = asyncio.get_running_loop()
+        applied: list[Any] = []
+        encoded: list[Any] = []
+        in_flight: tuple[asyncio.Future[bool], list[Any]] | None = None
+
+        async def settle() -> bool:
+            nonlocal in_flight
+            if in_flight is None:
+                return True
+            task, records = in_flight
+            in_flight = None
+            if not await task:
+                return False
+            acknowledge(runtime.app, records)
+            return True
+
+        async for batch in batches(stream, max_events, within, report_idle=True):
+            if not batch:
+                if not await settle() or not await write_states(runtime):
+                    return
+                acknowledge(runtime.app, encoded + applied)
+                encoded, applied = [], []
+                continue
+            result = await loop.run_in_executor(executor, runtime.process_batch, batch)
+            for record, cause in deferred:
+                on_record(runtime, record, cause)
+            deferred.clear()
+            if not await settle():
+                return
+            in_flight = (start_write(runtime, result.outputs), encoded)
+            applied.extend(batch)
+            if len(applied) >= max_events:
+                runtime.encode_held()  # with the next write, once this one is durable
+                encoded, applied = applied, []
+            else:
+                encoded = []
+        if await settle() and (encoded or applied) and await write_states(runtime):
+            acknowledge(runtime.app, encoded + applied)
+
+    agents.apply_batches = apply_batches  # type: ignore[assignment]
+
+
 def _trace_batches(directory: str) -> None:
     """A line per batch: when it was applied and written, and how old its records were.
 
@@ -334,6 +497,10 @@ def main() -> int:
         _encode_in_slices(int(os.environ["BENCH_ENCODE_SLICES"]))
     if os.environ.get("BENCH_ZSTD_DICT"):
         _compress_with_a_dictionary(int(os.environ["BENCH_ZSTD_DICT"]))
+    if os.environ.get("BENCH_BUSY_NO_WINDOW"):
+        _no_window_when_busy()
+    if os.environ.get("BENCH_THREAD_APPLY"):
+        _apply_in_a_thread()
     if os.environ.get("BENCH_TRACE"):
         _trace_batches(os.environ["BENCH_TRACE"])
     if os.environ.get("BENCH_RDKAFKA_FETCHER"):
