@@ -48,7 +48,9 @@ async def relay(bootstrap: str, source: str, output: str, every: int, progress: 
     await consumer.start()
     await producer.start()
     try:
-        partitions = consumer.partitions_for_topic(source) or set()
+        partitions = consumer.partitions_for_topic(source)
+        if not partitions:  # the benchmark creates it first: say so, not relay nothing
+            raise SystemExit(f"the relay found no partitions of {source!r}")
         consumer.assign([TopicPartition(source, partition) for partition in partitions])
         progress.write()
         while True:
