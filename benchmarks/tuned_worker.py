@@ -35,6 +35,9 @@ BENCH_THREAD_APPLY       apply each batch in a thread of its own while the loop 
                          batch before and goes on fetching (`_apply_in_a_thread`).
 BENCH_BUSY_NO_WINDOW     a batch whose first events came while the batch before was applied
                          or written starts at once, without the batch window.
+BENCH_SPIN_WAITS_MS      waits of the agent's batching up to this long (the batch window,
+                         the idle check) spin on the event loop instead of sleeping, so
+                         that the CPU stays busy (and its caches and clock warm).
 BENCH_NICE               the worker's niceness (`os.nice`): the broker and the benchmark's
                          clients before it when the CPUs are short.
 
@@ -57,8 +60,8 @@ measured no better, not landed. `rdkafka` sets BENCH_RDKAFKA_FETCHER (with `fetc
 as measured), `rdkafkaperiodic` also BENCH_RDKAFKA_MIN_BYTES to 1 MiB (with
 `fetch5`), `nice5` BENCH_NICE to 5; all three measured no better, not landed. `threadapply`
 sets BENCH_THREAD_APPLY (`threadapply1ms` and `threadapply05ms` with a GIL switch
-interval of 1 or 0.5 ms), `busynowindow` BENCH_BUSY_NO_WINDOW; measured worse, not
-landed.
+interval of 1 or 0.5 ms), `busynowindow` BENCH_BUSY_NO_WINDOW, `spinwindow`
+BENCH_SPIN_WAITS_MS to 10; measured worse, not landed.
 `trace` sets BENCH_TRACE to /tmp/eventpatterns-traces: no change, timings only.
 
 `python -m benchmarks.run --experiment NAME` runs its workers through this module.
@@ -95,6 +98,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "nice5": {"BENCH_NICE": "5"},
     "threadapply": {"BENCH_THREAD_APPLY": "1"},
     "busynowindow": {"BENCH_BUSY_NO_WINDOW": "1"},
+    "spinwindow": {"BENCH_SPIN_WAITS_MS": "10"},
     "threadapply1ms": {"BENCH_THREAD_APPLY": "1", "BENCH_SWITCH_INTERVAL": "0.001"},
     "threadapply05ms": {"BENCH_THREAD_APPLY": "1", "BENCH_SWITCH_INTERVAL": "0.0005"},
     "rdkafkaperiodic": {"BENCH_RDKAFKA_FETCHER": "1", "BENCH_RDKAFKA_MIN_BYTES": "1048576"},
@@ -267,6 +271,33 @@ def _compress_with_a_dictionary(size: int) -> None:
     )
     processor._SMALL_COMPRESSOR = processor._COMPRESSOR
     processor._DECOMPRESSOR = zstandard.ZstdDecompressor(dict_data=trained)
+
+
+def _spin_short_waits(longest: float) -> None:
+    """The agent's short waits (window, idle check) spin on the loop, not sleep.
+
+    Work done in bursts with idle gaps between them costs more per event than
+    the same work back to back (caches and clock cold after each gap). Spinning
+    keeps the worker's CPU busy through the gaps, at the cost of that CPU.
+    """
+    import asyncio
+
+    from faust.streams import Stream
+
+    original = Stream.wait_for_stopped
+
+    async def wait_for_stopped(self: Any, *events: Any, timeout: Any = None) -> bool:
+        if timeout is None or timeout > longest:
+            return bool(await original(self, *events, timeout=timeout))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and not any(event.is_set() for event in events):
+            if self.should_stop:
+                return True
+            await asyncio.sleep(0)
+        return False
+
+    Stream.wait_for_stopped = wait_for_stopped  # type: ignore[method-assign]
 
 
 def _no_window_when_busy() -> None:
@@ -497,6 +528,8 @@ def main() -> int:
         _encode_in_slices(int(os.environ["BENCH_ENCODE_SLICES"]))
     if os.environ.get("BENCH_ZSTD_DICT"):
         _compress_with_a_dictionary(int(os.environ["BENCH_ZSTD_DICT"]))
+    if os.environ.get("BENCH_SPIN_WAITS_MS"):
+        _spin_short_waits(float(os.environ["BENCH_SPIN_WAITS_MS"]) / 1000)
     if os.environ.get("BENCH_BUSY_NO_WINDOW"):
         _no_window_when_busy()
     if os.environ.get("BENCH_THREAD_APPLY"):
