@@ -307,56 +307,35 @@ def _no_window_when_busy() -> None:
     load the events that came while the batch before was applied and written are
     a batch already; waiting out a window for them adds its length to their
     latency. Here a batch whose first event was buffered before the batch before
-    was done (the agent came back for the next one) starts at once.
+    was done (the agent came back for the next one) starts at once: its window
+    opens already over. `agents/batching.py` unchanged otherwise.
     """
-    import asyncio
-
     import eventpatterns.agents as agents
     from eventpatterns.agents import batching
 
-    async def take_batches(
+    applying = [False]
+    """A batch is out with the agent (not the idle moment's empty one)."""
+    window = [0.0]
+
+    class BufferSkippingTheWindow(batching.Buffer):
+        def _open_if_empty(self) -> None:
+            opening = not self.events
+            super()._open_if_empty()
+            if opening and applying[0]:
+                self.opened_at -= window[0]
+
+    take_batches = batching.batches
+
+    async def batches(
         stream: Any, max_events: int, within: float, report_idle: bool = False
     ) -> Any:
-        buffer = batching.Buffer(stream, max_events)
-        loop = asyncio.get_running_loop()
-        stream.enable_acks = False
-        stream.add_processor(buffer.add)
-        stream._enable_passive(aiter(stream.channel))
-        stop_receiving = batching.receive_in_bulk(
-            stream.app, getattr(stream.channel, "topics", ()), buffer.receive
-        )
-        idle_reported = True
-        waiting_since_busy = False
-        try:
-            while not stream.should_stop:
-                if not buffer.events:
-                    waiting_since_busy = False
-                    if idle_reported:
-                        await stream.wait_for_stopped(buffer.started)
-                        continue
-                    await stream.wait_for_stopped(buffer.started, timeout=within)
-                    if not buffer.events:
-                        idle_reported = True
-                        yield []
-                    continue
-                remaining = buffer.opened_at + within - loop.time()
-                if remaining > 0 and not buffer.full.is_set() and not waiting_since_busy:
-                    await stream.wait_for_stopped(buffer.full, timeout=remaining)
-                batch = batching.current(stream.app, buffer.take())
-                if batch:
-                    idle_reported = not report_idle
-                    yield batch
-                    waiting_since_busy = bool(buffer.events)
-        finally:
-            stop_receiving()
-            stream._processors.remove(buffer.add)
-            buffer.release()
+        window[0] = within
+        async for batch in take_batches(stream, max_events, within, report_idle):
+            applying[0] = bool(batch)
+            yield batch
+            applying[0] = False
 
-    def batches(stream: Any, max_events: int, within: float, report_idle: bool = False) -> Any:
-        generator = take_batches(stream, max_events, within, report_idle)
-        stream._active_agens.add(generator)
-        return generator
-
+    batching.Buffer = BufferSkippingTheWindow  # type: ignore[misc]
     agents.batches = batches  # type: ignore[assignment]
 
 
