@@ -465,6 +465,11 @@ def _produce_stamped(
     return sent
 
 
+def p99_by_second(by_second: dict[int, list[float]]) -> list[float | None]:
+    """The p99 of each second's latencies, in order: whether a run slows as it goes."""
+    return [percentiles(by_second[second]).get("p99_ms") for second in sorted(by_second)]
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"count": 0}
@@ -649,10 +654,7 @@ def measure_latency(
         "worker_cpu_us_per_event": round(1e6 * cpu / max(1, sent)),
         "cpu_percent_while_sending": cpu_percent,
         "offer": percentiles(offers),
-        "offer_p99_ms_by_second": [
-            percentiles(offers_by_second[second]).get("p99_ms")
-            for second in sorted(offers_by_second)
-        ],
+        "offer_p99_ms_by_second": p99_by_second(offers_by_second),
         "offer_until_written": percentiles(in_worker),
         "offer_written_to_reader": percentiles(after_worker),
         "audit": percentiles(actions),
@@ -726,9 +728,7 @@ def measure_relay(
         "relayed": len(latencies),
         "cpu_percent_while_sending": cpu_percent,
         "latency": percentiles(latencies),
-        "p99_ms_by_second": [
-            percentiles(by_second[second]).get("p99_ms") for second in sorted(by_second)
-        ],
+        "p99_ms_by_second": p99_by_second(by_second),
     }
 
 
