@@ -78,6 +78,7 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "fetch10": {"EVENTPATTERNS_FETCH_WAIT_MS": "10"},
     "fetch2": {"EVENTPATTERNS_FETCH_WAIT_MS": "2"},
     "batchwait2": {"EVENTPATTERNS_BATCH_WAIT": "0.002"},
+    "batchwait1": {"EVENTPATTERNS_BATCH_WAIT": "0.001"},
     "batchwait10": {"EVENTPATTERNS_BATCH_WAIT": "0.01"},
     "asyncio": {"EVENTPATTERNS_EVENT_LOOP": "asyncio"},
     "gcdefault": {"EVENTPATTERNS_GC_YOUNG_THRESHOLD": "0"},
