@@ -991,15 +991,19 @@ def run_e2e(
         log(f"  {_describe(result)}")
         return child
 
+    def round_suffix(number: int) -> str:
+        """The first round's topics and groups keep the names a single run had."""
+        return "" if number == 0 else str(number + 1)
+
     def clickstream_round(number: int) -> Throughput:
-        prefix = "bench-click" if number == 0 else f"bench-click{number + 1}"
+        prefix = f"bench-click{round_suffix(number)}"
         name = "eventpatterns, 2 clickstream patterns"
         ours(name, clickstream, prefix, mode.compare_timeout).kill()
         return results.throughput.pop(prefix)
 
     def quix_round(number: int) -> Throughput:
         log("quixstreams: the seed's state machine")
-        suffix = "" if number == 0 else str(number + 1)
+        suffix = round_suffix(number)
         output = f"bench-quix{suffix}-special-offers"
         child = procs.baseline(
             "quixstreams seed machine",
@@ -1225,13 +1229,14 @@ def run_recovery(
 def best_of(runs: list[Throughput]) -> Throughput:
     """The fastest of runs taken in turn with another system's, as `timeit` keeps its best.
 
-    The machine's speed drifts by up to a third within minutes (benchmarks/README.md:
-    the core in process 107,000 events/s at 10:41 and 95,600 at 11:18), and one
-    system's single run of ~5 s against the other's, a minute apart, made the
-    clickstream worker 0.84x quixstreams in one full run and 1.05-1.12x in the two
-    before it. What slows a run down is outside both; the best of each is the
-    fairest pair. (The bare Faust agent runs once: its ~30 s run is long enough,
-    and the worker's lead over it is five- to tenfold.)
+    The machine's speed drifts by a third or more within minutes
+    (benchmarks/README.md: the core in process 107,000 events/s at 10:41, 95,600
+    at 11:18, 66,900 at 11:24), and one system's single run of ~5 s against the
+    other's, a minute apart, made the clickstream worker 0.84x quixstreams in one
+    full run and 1.05-1.12x in the two before it. What slows a run down is
+    outside both; the best of each is the fairest pair. (The bare Faust agent
+    runs once: its ~30 s run is long enough, and the worker's lead over it is
+    five- to tenfold.)
     """
     best = max(runs, key=lambda run: run.events_per_s)
     if len(runs) > 1:
