@@ -166,11 +166,17 @@ def baseline(
 
 def metric(url: str, name: str) -> float:
     """A counter or gauge summed over its labels, from a worker's /metrics (0: unreachable)."""
+    value = scraped(url, name)
+    return 0.0 if value is None else value
+
+
+def scraped(url: str, name: str) -> float | None:
+    """`metric`, or None while the worker's web server does not answer (yet)."""
     try:
         with urllib.request.urlopen(f"{url}/metrics", timeout=2) as response:
             text = response.read().decode()
     except OSError:
-        return 0.0
+        return None
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name) and not line.startswith("#"):

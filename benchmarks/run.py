@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -70,6 +70,15 @@ HERE = Path(__file__).resolve().parent
 SOURCE_TOPIC = "enriched-click-data"
 RECOVERY_SOURCE_TOPIC = "bench-recovery-source"
 PARTITIONS = 4
+LATENCY_PARTITIONS = 1
+"""Partitions of every latency run's topics (`--latency-partitions`). One worker owns
+them all whatever their number; on Tansu, though, a partition's fetches cost more
+the more record batches it holds, and the paced producer writes one to each
+partition every few milliseconds, so with four the broker's cost per fetch grew
+four times as fast and an offer's p99 with it (the relay's went from ~25 to
+~40-50 ms within a run; with one it stays at ~25-30 ms): README, "Changes made
+(2026-12-06, a seventh session)". On Kafka a fetch costs the same whatever a
+partition holds."""
 NS = 1_000_000_000
 PACED_LINGER_MS = 5
 LIGHT_LOAD = 100.0
@@ -189,6 +198,8 @@ class Results:
     latency: dict[str, Any] = field(default_factory=dict)
     latency_capacity: dict[str, Any] = field(default_factory=dict)
     """Events/s the worker sustains on the latency records; the loads are fractions of it."""
+    latency_partitions: int | None = None
+    """Partitions of each latency run's topics (`LATENCY_PARTITIONS`)."""
     broker_hop: dict[str, Any] = field(default_factory=dict)
     idle_worker_cpu_percent: float | None = None
     """Produce -> read latency of one record on an empty topic: the floor of any hop."""
@@ -225,7 +236,9 @@ def machine() -> dict[str, Any]:
 # --------------------------------------------------------------------------- topics and data
 
 
-def create_input_topic(bootstrap: str, name: str = SOURCE_TOPIC) -> None:
+def create_input_topic(
+    bootstrap: str, name: str = SOURCE_TOPIC, partitions: int = PARTITIONS
+) -> None:
     """The input topic, with the retention settings quixstreams reads back.
 
     quixstreams derives its changelog topics' settings from the input topic's
@@ -235,7 +248,7 @@ def create_input_topic(bootstrap: str, name: str = SOURCE_TOPIC) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     topic = NewTopic(
         name,
-        PARTITIONS,
+        partitions,
         1,
         config={"retention.ms": str(7 * 86_400_000), "retention.bytes": "-1"},
     )
@@ -701,18 +714,19 @@ def measure_relay(
     users: int,
     first_user: int,
     broker: psutil.Process | None = None,
+    partitions: int = LATENCY_PARTITIONS,
 ) -> dict[str, Any]:
     """The same kind of paced records through `relay.py`: the floor of an offer's latency.
 
-    Topics of its own, as a latency run's worker has. One record in a hundred
-    comes back out (by offset, so whenever it was produced): the latency is each of
-    those records', from its produce to its arrival at a reader of the relay's
-    output topic, the two hops an offer makes, with nothing done between them
-    but what the worker's client does.
+    Topics of its own, of as many partitions as a latency run's worker has. One
+    record in a hundred comes back out (by offset, so whenever it was produced):
+    the latency is each of those records', from its produce to its arrival at a
+    reader of the relay's output topic, the two hops an offer makes, with nothing
+    done between them but what the worker's client does.
     """
     source, output = f"{prefix}-relay-in", f"{prefix}-relay-out"
-    create_input_topic(bootstrap, source)
-    create_topics(bootstrap, {output: PARTITIONS})
+    create_input_topic(bootstrap, source, partitions)
+    create_topics(bootstrap, {output: partitions})
     child = procs.baseline(
         f"relay {prefix}",
         "benchmarks.relay",
@@ -850,7 +864,9 @@ def wait_ready(child: Child, bootstrap: str, timeout: float) -> float:
         child.check_alive()
         if child.count() >= 1:
             return time.monotonic() - child.started_at
-        if procs.metric(procs.worker_url(child), "eventpatterns_events_total") == 0:
+        # Not before it answers: its topics exist by then (the broker would make them
+        # with its own partition count).
+        if procs.scraped(procs.worker_url(child), "eventpatterns_events_total") == 0:
             with contextlib.suppress(Exception):
                 kafka_io.produce_all(bootstrap, topic, markers, keys)
         time.sleep(0.25)
@@ -931,11 +947,31 @@ class Variant:
         return env
 
     def worker(
-        self, name: str, broker: EmbeddedBroker, patterns: Path, workdir: Path, app_id: str
+        self,
+        name: str,
+        broker: EmbeddedBroker,
+        patterns: Path,
+        workdir: Path,
+        app_id: str,
+        settings: Mapping[str, str] | None = None,
     ) -> Child:
+        """`settings`: the worker's `EVENTPATTERNS_*` variables the run sets."""
+        extra = {**(settings or {}), **self.env}
         return procs.worker(
-            name, broker.url, patterns, workdir, app_id, extra=self.env, module=self.module
+            name, broker.url, patterns, workdir, app_id, extra=extra, module=self.module
         )
+
+
+@dataclass(frozen=True)
+class LatencyOptions:
+    """How the latency runs go: `--load`, `--hop-probe`, `--latency-partitions`."""
+
+    rates: tuple[float, ...] = ()
+    """Events/s to measure at instead of fractions of the capacity."""
+    hop_probe: bool = False
+    """Time one broker hop during each paced run too (`measure_latency`)."""
+    partitions: int = LATENCY_PARTITIONS
+    """Of every latency run's topics, the worker's and the relay's."""
 
 
 def run_e2e(
@@ -945,11 +981,8 @@ def run_e2e(
     workdir: Path,
     skip: set[str],
     variant: Variant,
-    rates: tuple[float, ...] = (),
-    hop_probe: bool = False,
+    latency: LatencyOptions = LatencyOptions(),
 ) -> None:
-    """`rates`: events/s to measure latency at instead of fractions of the capacity;
-    `hop_probe`: see `measure_latency`."""
     bootstrap = broker.bootstrap
     broker_ps = psutil.Process(broker.pid)
     records = datagen.generate(mode.e2e_events, mode.e2e_users, start_ns=time.time_ns())
@@ -1081,7 +1114,7 @@ def run_e2e(
             child.kill()
 
     if "latency" not in skip:
-        run_latency(results, broker, mode, workdir, variant, rates, hop_probe)
+        run_latency(results, broker, mode, workdir, variant, latency)
 
 
 def idle_cpu_percent(child: Child, seconds: float) -> float:
@@ -1098,10 +1131,9 @@ def run_latency(
     mode: Mode,
     workdir: Path,
     variant: Variant,
-    rates: tuple[float, ...],
-    hop_probe: bool = False,
+    options: LatencyOptions,
 ) -> None:
-    """The light load, then the mode's fractions of the capacity, or the `rates` given.
+    """The light load, then the mode's fractions of the capacity, or the rates given.
 
     Each on a ten-pattern worker whose topics are all new, its source topic
     included: the light load and the capacity on one, every further load on one of
@@ -1113,8 +1145,8 @@ def run_latency(
     shares the CPUs with one; idle meanwhile, it uses ~2 % of a CPU.
     """
     loads: list[tuple[str, float]] = [("light", LIGHT_LOAD)]
-    if rates:
-        loads += [(f"{rate:,.0f}/s", rate) for rate in rates]
+    if options.rates:
+        loads += [(f"{rate:,.0f}/s", rate) for rate in options.rates]
     else:
         loads += [(f"{fraction:.0%}", fraction) for fraction in mode.latency_loads]
     most_per_s = (
@@ -1123,9 +1155,15 @@ def run_latency(
         else 20_000.0
     )
     capacity: float | None = None
+    results.latency_partitions = options.partitions
+
+    def start(number: int) -> Child:
+        prefix = f"bench-lat{number}"
+        return start_latency_worker(broker, workdir, variant, prefix, options.partitions)
+
     workers: list[Child] = []
     try:
-        workers += [start_latency_worker(broker, workdir, variant, f"bench-lat{n}") for n in (0, 1)]
+        workers += [start(0), start(1)]
         for child in workers:
             wait_ready(child, broker.bootstrap, timeout=120)
         for number, (load, value) in enumerate(loads):
@@ -1137,7 +1175,7 @@ def run_latency(
                     )
                 rate = value * capacity
             if number >= len(workers):
-                workers.append(start_latency_worker(broker, workdir, variant, f"bench-lat{number}"))
+                workers.append(start(number))
                 wait_ready(workers[number], broker.bootstrap, timeout=120)
             for earlier in workers[:number]:
                 earlier.kill()
@@ -1154,7 +1192,7 @@ def run_latency(
                     mode.e2e_users,
                     first_user=(5 + number) * 10_000_000,
                     broker=psutil.Process(broker.pid),
-                    hop_probe=hop_probe,
+                    hop_probe=options.hop_probe,
                     audit=load == "light",
                 )
             log(f"  {results.latency[load]}")
@@ -1170,6 +1208,7 @@ def run_latency(
                         mode.e2e_users,
                         first_user=(15 + number) * 10_000_000,
                         broker=psutil.Process(broker.pid),
+                        partitions=options.partitions,
                     )
                 log(f"  {results.latency[load]['relay']}")
     finally:
@@ -1178,14 +1217,22 @@ def run_latency(
 
 
 def start_latency_worker(
-    broker: EmbeddedBroker, workdir: Path, variant: Variant, prefix: str
+    broker: EmbeddedBroker, workdir: Path, variant: Variant, prefix: str, partitions: int
 ) -> Child:
     """A ten-pattern worker on topics of its own (`prefix`-input its source), starting."""
     source = latency_source(prefix)
-    create_input_topic(broker.bootstrap, source)
+    create_input_topic(broker.bootstrap, source, partitions)
     patterns = renamed_patterns(HERE / "patterns.yaml", prefix, workdir, source)
-    log(f"a ten-pattern worker on topics of its own, {prefix}-*")
-    return variant.worker(f"latency {prefix}", broker, patterns, workdir, prefix).start()
+    log(f"a ten-pattern worker on topics of its own, {prefix}-*, of {partitions} partition(s)")
+    child = variant.worker(
+        f"latency {prefix}",
+        broker,
+        patterns,
+        workdir,
+        prefix,
+        {"EVENTPATTERNS_PARTITIONS": str(partitions)},
+    )
+    return child.start()
 
 
 def measure_capacity_of(
@@ -1400,6 +1447,9 @@ def table(results: Results) -> str:
             f"{capacity['worker_cpu_us_per_event']} us CPU/event, the worker at "
             f"{capacity['worker_cpu_percent']} % of a CPU; the loads below are of it"
         )
+    if results.latency_partitions is not None:
+        lines.append("")
+        lines.append(f"the latency runs' topics have {results.latency_partitions} partition(s)")
     for load, latency in results.latency.items():
         lines.append("")
         lines.append(
@@ -1501,6 +1551,14 @@ def main(argv: list[str] | None = None) -> int:
         help="measure one broker hop during each paced latency run too (costs the broker "
         "~5-8 %% of a CPU, so off in the runs whose figures are kept)",
     )
+    parser.add_argument(
+        "--latency-partitions",
+        type=int,
+        default=LATENCY_PARTITIONS,
+        metavar="N",
+        help=f"partitions of the latency runs' topics (default {LATENCY_PARTITIONS}; the "
+        f"throughput runs' have {PARTITIONS})",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     mode = MODES["quick" if args.quick else "full"]
@@ -1523,7 +1581,8 @@ def main(argv: list[str] | None = None) -> int:
             results.core = core.as_json()
         with EmbeddedBroker(log_path=os.devnull) as broker:
             create_input_topic(broker.bootstrap)
-            run_e2e(results, broker, mode, workdir, skip, variant, tuple(args.load), args.hop_probe)
+            latency = LatencyOptions(tuple(args.load), args.hop_probe, args.latency_partitions)
+            run_e2e(results, broker, mode, workdir, skip, variant, latency)
             if "recovery" not in skip:
                 run_recovery(results, broker, mode, workdir, variant)
     finally:

@@ -218,7 +218,9 @@ class Runtime:
         and applies them again from the last committed offsets.
         """
         log.critical(
-            "writing a batch failed (%r): stopping, to apply it again once restarted", error
+            "writing a batch failed (%r): stopping, to apply it again once restarted",
+            error,
+            exc_info=error,
         )
         self.failure = error
         # Stopping commits what was acknowledged, and must not wait for the rest.

@@ -641,6 +641,30 @@ async def acreate_topics(
         await admin.close()
 
 
+async def apartition_counts(
+    bootstrap: str, names: Iterable[str], *, timeout: float = 15.0
+) -> dict[str, int]:
+    """The partition count of each of ``names`` that exists; missing ones are left out.
+
+    The topics are listed before they are described: Tansu creates a topic that a
+    metadata request names (with its own partition count).
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=to_bootstrap(bootstrap), request_timeout_ms=int(timeout * 1000)
+    )
+    await admin.start()
+    try:
+        existing = sorted(set(names) & set(await admin.list_topics()))
+        if not existing:
+            return {}
+        described = await admin.describe_topics(existing)
+    finally:
+        await admin.close()
+    return {topic["topic"]: len(topic["partitions"]) for topic in described}
+
+
 def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
     out = []
     for entry in response.topic_errors:

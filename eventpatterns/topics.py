@@ -76,6 +76,18 @@ def input_channel(app: faust.App, names: Topics) -> faust.TopicT:
     return app.topic(*subscribed, schema=schema)
 
 
+def co_partitioned(settings: Settings) -> list[str]:
+    """The topics whose partition N must hold the same users: events, ticks, states.
+
+    The input topic may differ: a record outside its user's partition is re-keyed
+    through the events topic.
+    """
+    from .tables import STATE_TABLE
+
+    changelog = f"{settings.app_id}-{STATE_TABLE}-changelog"  # Faust's name for it
+    return [settings.events_topic, settings.timers_topic, changelog]
+
+
 def all_topics(settings: Settings, definitions: Definitions) -> tuple[dict[str, int], set[str]]:
     """(name -> partitions, compacted names) to create before the worker starts."""
     names = topic_names(settings, definitions)

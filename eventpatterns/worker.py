@@ -11,12 +11,18 @@ import logging
 import sys
 from contextlib import ExitStack
 
-from .broker import EmbeddedBroker, acreate_topics, broker_from_env, to_bootstrap
+from .broker import (
+    EmbeddedBroker,
+    acreate_topics,
+    apartition_counts,
+    broker_from_env,
+    to_bootstrap,
+)
 from .core.definitions import Definitions, PatternFileError, load_definitions, load_definitions_file
 from .gctuning import tune_gc
 from .patternstore import publish, read_latest
 from .settings import Settings
-from .topics import all_topics
+from .topics import all_topics, co_partitioned
 
 log = logging.getLogger("eventpatterns")
 
@@ -41,12 +47,37 @@ async def is_tansu(bootstrap: str) -> bool:
     return str(cluster.get("cluster_id") or "").startswith("tansu")
 
 
+class TopicLayoutError(Exception):
+    """Topics that exist with another partition count than the worker's setting."""
+
+
+async def check_partition_counts(settings: Settings, bootstrap: str) -> None:
+    """Refuse to start on co-partitioned topics of another partition count.
+
+    Topics that existed are left as they were. A user's state is written to the
+    partition its event came from, so an events topic with more partitions than
+    the changelog would fail the worker at its first write, far from the cause.
+    """
+    counts = await apartition_counts(bootstrap, co_partitioned(settings))
+    wrong = {name: count for name, count in counts.items() if count != settings.partitions}
+    if wrong:
+        found = ", ".join(f"{name!r} has {count}" for name, count in sorted(wrong.items()))
+        raise TopicLayoutError(
+            f"EVENTPATTERNS_PARTITIONS is {settings.partitions}, but {found}: a user's "
+            f"events, timer ticks and state share a partition number, so each of "
+            f"{', '.join(map(repr, co_partitioned(settings)))} needs "
+            f"{settings.partitions} partitions (set EVENTPATTERNS_PARTITIONS to match, "
+            f"or recreate the topics)"
+        )
+
+
 async def prepare(settings: Settings, bootstrap: str, file_definitions: Definitions) -> Definitions:
     """Create topics; take the pattern file in force from the definitions topic, or publish ours."""
     topics, compacted = all_topics(settings, file_definitions)
     await acreate_topics(
         bootstrap, topics, compacted, replication_factor=settings.replication_factor
     )
+    await check_partition_counts(settings, bootstrap)
     text = await read_latest(bootstrap, settings.definitions_topic)
     if text is not None:
         try:
@@ -85,7 +116,11 @@ def run_worker(settings: Settings, broker_url: str | None = None) -> int:
             url = broker.url
             print(EMBEDDED_BANNER.format(url=broker.bootstrap), file=sys.stderr, flush=True)
         bootstrap = to_bootstrap(url)
-        definitions = asyncio.run(prepare(settings, bootstrap, file_definitions))
+        try:
+            definitions = asyncio.run(prepare(settings, bootstrap, file_definitions))
+        except TopicLayoutError as error:
+            print(f"eventpatterns: {error}", file=sys.stderr)
+            return 2
         tansu = asyncio.run(is_tansu(bootstrap))
         from .app import Runtime
 
