@@ -43,7 +43,8 @@ class Settings(BaseSettings):
         default=4,
         ge=1,
         description="EVENTPATTERNS_PARTITIONS: partitions of the input and internal topics "
-        "(the most workers that can share the load).",
+        "(the most workers that can share the load); a worker refuses to start if the events "
+        "or timers topic or the state changelog exists with another count.",
     )
     replication_factor: int = Field(
         default=1,
