@@ -56,7 +56,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, NoReturn, TypeVar
@@ -66,6 +66,8 @@ __all__ = [
     "BrokerStartError",
     "EmbeddedBroker",
     "acreate_topics",
+    "admin_client",
+    "apartition_counts",
     "broker_from_env",
     "create_topics",
     "to_bootstrap",
@@ -594,6 +596,20 @@ def to_bootstrap(value: str) -> str:
 # --------------------------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def admin_client(bootstrap: str, timeout: float | None = None) -> AsyncIterator[Any]:
+    """A started aiokafka admin client, closed on leaving; `timeout`: its requests' (s)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    options = {} if timeout is None else {"request_timeout_ms": int(timeout * 1000)}
+    admin = AIOKafkaAdminClient(bootstrap_servers=to_bootstrap(bootstrap), **options)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
 async def acreate_topics(
     bootstrap: str,
     topics: Mapping[str, int],
@@ -603,7 +619,7 @@ async def acreate_topics(
     timeout: float = 15.0,
 ) -> dict[str, bool]:
     """Create ``topics`` (name -> partitions) unless they exist; see :func:`create_topics`."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
     from aiokafka.errors import KafkaError
 
     compacted = set(compacted)
@@ -612,11 +628,7 @@ async def acreate_topics(
         raise ValueError(f"compacted topics not in topics: {sorted(unknown)}")
     if not topics:
         return {}
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=to_bootstrap(bootstrap), request_timeout_ms=int(timeout * 1000)
-    )
-    await admin.start()
-    try:
+    async with admin_client(bootstrap, timeout) as admin:
         existing = set(await admin.list_topics())
         new = [
             NewTopic(
@@ -637,8 +649,6 @@ async def acreate_topics(
                 elif code != _TOPIC_ALREADY_EXISTS:  # lost a race with another creator
                     raise KafkaError(f"creating topic {name!r} failed: error {code} {message}")
         return created
-    finally:
-        await admin.close()
 
 
 async def apartition_counts(
@@ -649,19 +659,11 @@ async def apartition_counts(
     The topics are listed before they are described: Tansu creates a topic that a
     metadata request names (with its own partition count).
     """
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=to_bootstrap(bootstrap), request_timeout_ms=int(timeout * 1000)
-    )
-    await admin.start()
-    try:
+    async with admin_client(bootstrap, timeout) as admin:
         existing = sorted(set(names) & set(await admin.list_topics()))
         if not existing:
             return {}
         described = await admin.describe_topics(existing)
-    finally:
-        await admin.close()
     return {topic["topic"]: len(topic["partitions"]) for topic in described}
 
 

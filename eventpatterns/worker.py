@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from .broker import (
     EmbeddedBroker,
     acreate_topics,
+    admin_client,
     apartition_counts,
     broker_from_env,
     to_bootstrap,
@@ -36,14 +37,8 @@ EMBEDDED_BANNER = (
 
 async def is_tansu(bootstrap: str) -> bool:
     """Tansu brokers need the changelog workaround in `app.CHANGELOG_MARKER`."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap) as admin:
         cluster = await admin.describe_cluster()
-    finally:
-        await admin.close()
     return str(cluster.get("cluster_id") or "").startswith("tansu")
 
 
@@ -58,14 +53,15 @@ async def check_partition_counts(settings: Settings, bootstrap: str) -> None:
     partition its event came from, so an events topic with more partitions than
     the changelog would fail the worker at its first write, far from the cause.
     """
-    counts = await apartition_counts(bootstrap, co_partitioned(settings))
+    names = co_partitioned(settings)
+    counts = await apartition_counts(bootstrap, names)
     wrong = {name: count for name, count in counts.items() if count != settings.partitions}
     if wrong:
         found = ", ".join(f"{name!r} has {count}" for name, count in sorted(wrong.items()))
         raise TopicLayoutError(
             f"EVENTPATTERNS_PARTITIONS is {settings.partitions}, but {found}: a user's "
             f"events, timer ticks and state share a partition number, so each of "
-            f"{', '.join(map(repr, co_partitioned(settings)))} needs "
+            f"{', '.join(map(repr, names))} needs "
             f"{settings.partitions} partitions (set EVENTPATTERNS_PARTITIONS to match, "
             f"or recreate the topics)"
         )

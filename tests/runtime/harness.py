@@ -224,13 +224,25 @@ def metric(worker: Worker, name: str) -> float:
 
 def wait_ready(worker: Worker, bootstrap: str, timeout: float = 60) -> None:
     """Until the worker has applied an event: partitions assigned and the agent running."""
+    from benchmarks.procs import scraped
+
     markers = [f"warmup-{worker.web_port}-{n}" for n in range(16)]  # reach every partition
 
-    def applied() -> bool:
+    def alive() -> None:
         if worker.process is not None and worker.process.poll() is not None:
             raise AssertionError(f"worker exited early:\n{worker.log()[-3000:]}")
+
+    def answering() -> bool:
+        alive()
+        return scraped(worker.url, "eventpatterns_events_total") is not None
+
+    def applied() -> bool:
+        alive()
         return metric(worker, "eventpatterns_events_total") >= 1
 
+    # Not before it answers: its topics exist by then (the broker would make the
+    # events topic itself, with its own partition count).
+    wait_until(answering, timeout=timeout, message="the worker's web server")
     deadline = time.monotonic() + timeout
     while True:
         run(
