@@ -49,8 +49,11 @@ fetches delivered to the agent whole); the `asyncio`, `gcdefault`, `taskdelivery
 without one of them, to measure what it gives. Others only set the worker's own
 settings: `fetch5`, `fetch10` and `fetch2` (a 5, 10 or 2 ms fetch wait, not 25, for
 a broker that holds an empty fetch as long as it may, as Tansu does), `batchwait2`
-(a batch waits 2 ms to fill, not 5), `batchwait10` (10 ms, the default until
-2026-12-01), `batch250` (batches of at most 250 events, not 1,000) and `norecent`
+(a batch waits 2 ms to fill: the default since 2026-12-06, an eighth session),
+`batchwait10` (10 ms, the default until 2026-12-01), `window5` (the batch window and
+the idle moment's wait both 5 ms: the defaults until the eighth session), `idle5` and
+`idle50` (the states held written after 5 or 50 ms without an event, not 20),
+`batch250` (batches of at most 250 events, not 1,000) and `norecent`
 (no decoded states of recent users kept, `EVENTPATTERNS_RECENT_STATES=0`).
 `sliceoutputs` sets BENCH_SLICE_OUTPUTS to 100; measured worse, not landed.
 `zstddict` sets BENCH_ZSTD_DICT to 4096, to measure the proposal of a dictionary per
@@ -80,6 +83,9 @@ EXPERIMENTS: dict[str, dict[str, str]] = {
     "batchwait2": {"EVENTPATTERNS_BATCH_WAIT": "0.002"},
     "batchwait1": {"EVENTPATTERNS_BATCH_WAIT": "0.001"},
     "batchwait10": {"EVENTPATTERNS_BATCH_WAIT": "0.01"},
+    "window5": {"EVENTPATTERNS_BATCH_WAIT": "0.005", "EVENTPATTERNS_STATE_WRITE_IDLE": "0.005"},
+    "idle5": {"EVENTPATTERNS_STATE_WRITE_IDLE": "0.005"},
+    "idle50": {"EVENTPATTERNS_STATE_WRITE_IDLE": "0.05"},
     "asyncio": {"EVENTPATTERNS_EVENT_LOOP": "asyncio"},
     "gcdefault": {"EVENTPATTERNS_GC_YOUNG_THRESHOLD": "0"},
     "linger5": {"BENCH_LINGER_MS": "5"},
@@ -128,7 +134,9 @@ def _batch_with_take_events() -> None:
     import eventpatterns.agents as agents
     from eventpatterns.faustpatches import fetched_from_event
 
-    async def take_events(stream: Any, size: int, within: float, report_idle: bool = False) -> Any:
+    async def take_events(
+        stream: Any, size: int, within: float, report_idle: bool = False, idle_after: Any = None
+    ) -> Any:
         # No idle moment reported: the states are written every `size` events.
         async for events in stream.take_events(size, within=within):
             yield [fetched_from_event(event) for event in events]  # what the agent applies
@@ -162,7 +170,9 @@ def _send_outputs_per_slice(size: int) -> None:
 
     counters = ("events", "bad", "duplicates", "forwarded", "ticks", "records")
 
-    async def apply_batches(runtime: Any, stream: Any, max_events: int, within: float) -> None:
+    async def apply_batches(
+        runtime: Any, stream: Any, max_events: int, within: float, idle_after: Any = None
+    ) -> None:
         processor = runtime.processor
         async for batch in batches(stream, max_events, within):
             producer = runtime.app.producer._ensure_producer()
@@ -207,13 +217,15 @@ def _encode_in_slices(slices: int) -> None:
         runtime.encode_held()
         runtime.held = rest
 
-    async def apply_batches(runtime: Any, stream: Any, max_events: int, within: float) -> None:
+    async def apply_batches(
+        runtime: Any, stream: Any, max_events: int, within: float, idle_after: Any = None
+    ) -> None:
         applied: list[Any] = []  # applied since the last threshold
         pending: list[Any] = []  # applied before it, their users' states being encoded
         encoded: list[Any] = []  # every state they changed encoded: durable with the next write
         to_encode: list[str] = []
         size = 0
-        async for batch in batches(stream, max_events, within, report_idle=True):
+        async for batch in batches(stream, max_events, within, True, idle_after):
             if not batch:
                 if not await write_states(runtime):
                     return
@@ -328,10 +340,14 @@ def _no_window_when_busy() -> None:
     take_batches = batching.batches
 
     async def batches(
-        stream: Any, max_events: int, within: float, report_idle: bool = False
+        stream: Any,
+        max_events: int,
+        within: float,
+        report_idle: bool = False,
+        idle_after: Any = None,
     ) -> Any:
         window[0] = within
-        async for batch in take_batches(stream, max_events, within, report_idle):
+        async for batch in take_batches(stream, max_events, within, report_idle, idle_after):
             applying[0] = bool(batch)
             yield batch
             applying[0] = False
@@ -389,7 +405,9 @@ def _apply_in_a_thread() -> None:
 
         return asyncio.ensure_future(send())
 
-    async def apply_batches(runtime: Runtime, stream: Any, max_events: int, within: float) -> None:
+    async def apply_batches(
+        runtime: Runtime, stream: Any, max_events: int, within: float, idle_after: Any = None
+    ) -> None:
         loop = asyncio.get_running_loop()
         applied: list[Any] = []
         encoded: list[Any] = []
@@ -406,7 +424,7 @@ def _apply_in_a_thread() -> None:
             acknowledge(runtime.app, records)
             return True
 
-        async for batch in batches(stream, max_events, within, report_idle=True):
+        async for batch in batches(stream, max_events, within, True, idle_after):
             if not batch:
                 if not await settle() or not await write_states(runtime):
                     return

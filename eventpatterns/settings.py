@@ -98,11 +98,18 @@ class Settings(BaseSettings):
         "latency each hop adds when the broker does not answer early.",
     )
     batch_wait: float = Field(
-        default=0.005,
+        default=0.002,
         gt=0,
         description="EVENTPATTERNS_BATCH_WAIT: seconds a batch waits, from its first event, "
         "for more before it runs; longer makes larger batches, more events/s and later "
-        "actions. Also how long no event comes before the states held are written.",
+        "actions.",
+    )
+    state_write_idle: float = Field(
+        default=0.02,
+        gt=0,
+        description="EVENTPATTERNS_STATE_WRITE_IDLE: seconds without an event after which the "
+        "states held decoded are written; shorter makes them durable sooner in a pause, at "
+        "the cost of writing them more often under a paced load.",
     )
     recent_states: int = Field(
         default=1_000,

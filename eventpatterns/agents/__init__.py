@@ -28,20 +28,32 @@ def register(runtime: Runtime) -> None:
 
     @runtime.app.agent(runtime.channel, name="eventpatterns.events", concurrency=1)
     async def events(stream: Any) -> None:
-        await apply_batches(runtime, stream, settings.batch_size, settings.batch_wait)
+        await apply_batches(
+            runtime, stream, settings.batch_size, settings.batch_wait, settings.state_write_idle
+        )
 
     from .definitions import register_definitions_follower
 
     register_definitions_follower(runtime)
 
 
-async def apply_batches(runtime: Runtime, stream: Any, max_events: int, within: float) -> None:
+async def apply_batches(
+    runtime: Runtime,
+    stream: Any,
+    max_events: int,
+    within: float,
+    idle_after: float | None = None,
+) -> None:
     """Apply each batch and write it, one after the other, until a write fails.
 
     A batch's outputs are written at once; the states of its users stay
     decoded in the runtime (`Runtime.held`) until `max_events` events were
-    applied since they were last encoded, or no event came for `within`
+    applied since they were last encoded, or no event came for `idle_after`
     seconds (`take_batches` says so, also while a rebalance holds the flow).
+    That wait is longer than a batch's window (`within`): under a paced load
+    the stream pauses between fetches, and writing every state held at each
+    pause cost a worker ~17 % more CPU per event at 70 % of its capacity
+    (benchmarks/README.md, "Changes made (2026-12-06, an eighth session)").
     Encoded, they go with the next batch's outputs in one produce request
     (`Runtime.commit_batch`) or, when none waits, alone
     (`Runtime.write_states`), and the records they account for are
@@ -59,7 +71,7 @@ async def apply_batches(runtime: Runtime, stream: Any, max_events: int, within: 
     """Records applied whose states are held decoded."""
     encoded: list[Any] = []
     """Records whose states are encoded, to be made durable by the next write."""
-    async for batch in batches(stream, max_events, within, report_idle=True):
+    async for batch in batches(stream, max_events, within, True, idle_after):
         if not batch:  # nothing more waiting: every state written now
             if not await write_states(runtime):
                 return

@@ -95,14 +95,19 @@ class Buffer:
 
 
 async def take_batches(
-    stream: Any, max_events: int, within: float, report_idle: bool = False
+    stream: Any,
+    max_events: int,
+    within: float,
+    report_idle: bool = False,
+    idle_after: float | None = None,
 ) -> AsyncGenerator[list[FetchedRecord], None]:
     """Lists of at most `max_events` events, each at most `within` seconds after its first.
 
-    With `report_idle`, an empty list once no event came for `within` seconds
-    after a batch: the caller's moment to finish what it held back for the next
-    batch.
+    With `report_idle`, an empty list once no event came for `idle_after`
+    seconds (default `within`) after a batch: the caller's moment to finish what
+    it held back for the next batch.
     """
+    idle_wait = within if idle_after is None else idle_after
     buffer = Buffer(stream, max_events)
     loop = asyncio.get_running_loop()
     # The agent acknowledges them, once they are durable. Acks stay off when the
@@ -121,7 +126,7 @@ async def take_batches(
                 if idle_reported:
                     await stream.wait_for_stopped(buffer.started)
                     continue
-                await stream.wait_for_stopped(buffer.started, timeout=within)
+                await stream.wait_for_stopped(buffer.started, timeout=idle_wait)
                 if not buffer.events:
                     idle_reported = True
                     yield []
@@ -155,10 +160,14 @@ def current(app: Any, records: list[FetchedRecord]) -> list[FetchedRecord]:
 
 
 def batches(
-    stream: Any, max_events: int, within: float, report_idle: bool = False
+    stream: Any,
+    max_events: int,
+    within: float,
+    report_idle: bool = False,
+    idle_after: float | None = None,
 ) -> AsyncGenerator[list[FetchedRecord], None]:
     """`take_batches`, registered with the stream so that stopping it closes the batches."""
-    generator = take_batches(stream, max_events, within, report_idle)
+    generator = take_batches(stream, max_events, within, report_idle, idle_after)
     stream._active_agens.add(generator)
     return generator
 

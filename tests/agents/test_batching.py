@@ -170,7 +170,7 @@ def faustpatches_receive(fetch: Fetch) -> None:
 
 
 def batching_agent(
-    max_events: int, within: float, report_idle: bool = False
+    max_events: int, within: float, report_idle: bool = False, idle_after: float | None = None
 ) -> tuple[Any, list[list[int]]]:
     app = faust.App(
         "test-batching", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False
@@ -179,7 +179,7 @@ def batching_agent(
 
     @app.agent()
     async def agent(stream: Any) -> None:
-        async for batch in batches(stream, max_events, within, report_idle):
+        async for batch in batches(stream, max_events, within, report_idle, idle_after):
             taken.append([int(record.value) for record in batch])
 
     return agent, taken
@@ -243,3 +243,21 @@ async def test_no_idle_moment_is_reported_while_events_keep_coming() -> None:
             await test_agent.put(str(value).encode())
         await wait_until(lambda: taken[:2] == [[1, 2], [3, 4]])
         assert [] not in taken  # the window is an hour: none was over
+
+
+async def test_the_idle_moment_comes_after_its_own_wait_not_the_window() -> None:
+    agent, taken = batching_agent(max_events=5, within=3600, report_idle=True, idle_after=0.01)
+    async with agent.test_context() as test_agent:
+        for value in range(1, 6):  # a full batch: it goes without waiting out the hour
+            await test_agent.put(str(value).encode())
+        await wait_until(lambda: taken == [[1, 2, 3, 4, 5], []])
+
+
+async def test_windows_that_close_are_no_idle_moment_before_its_wait() -> None:
+    agent, taken = batching_agent(max_events=5, within=0.001, report_idle=True, idle_after=3600)
+    async with agent.test_context() as test_agent:
+        await test_agent.put(b"1")
+        await wait_until(lambda: taken == [[1]])
+        await asyncio.sleep(0.05)  # fifty windows without events, the idle wait an hour
+        await test_agent.put(b"2")
+        await wait_until(lambda: taken == [[1], [2]])
