@@ -199,9 +199,21 @@ class Runtime:
         """Apply a batch the agent took; what to write is `commit_batch`'s."""
         started = time.perf_counter()
         result = self.processor.process(records, self.held)
+        self._index_timers(result.changed)
         self.metrics.observe_batch(result, time.perf_counter() - started, len(records))
         self.metrics.observe_lag([record.timestamp_ms for record in records], time.time())
         return AppliedBatch(_outputs(result))
+
+    def _index_timers(self, users: set[str]) -> None:
+        """The earliest timers of the users a batch changed, indexed at once.
+
+        Not when their states are written: held for up to `batch_size` events,
+        or until the stream pauses, a state's timers would ring that much late.
+        """
+        held = self.held
+        self.timer_service.update_all(
+            (user_id.encode(), held[user_id][0].state.next_due()) for user_id in users
+        )
 
     def reject(self, record: FetchedRecord, error: BaseException) -> AppliedBatch:
         """A record the core failed on, to the dead-letter topic (`agents.apply_batches`)."""

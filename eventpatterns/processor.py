@@ -237,6 +237,8 @@ class BatchResult:
     """The envelope each of `writes` was encoded from, in the same order."""
     timers: dict[str, int | None] = field(default_factory=dict)
     """user -> earliest due (None: none) for every user whose state was written."""
+    changed: set[str] = field(default_factory=set)
+    """The users whose states the batch changed (held or written)."""
     events: int = 0
     bad: int = 0
     duplicates: int = 0
@@ -378,7 +380,8 @@ class BatchProcessor:
         if self._already_applied(envelope, incoming):
             result.duplicates += 1
             return
-        touched[event.user_id] = (envelope, incoming.partition)
+        touched[user_id] = (envelope, incoming.partition)
+        result.changed.add(user_id)
         result.events += 1
         records = self.engine.process(envelope.state, event)
         self._emit(records, incoming, event, result)
@@ -415,6 +418,7 @@ class BatchProcessor:
             result.duplicates += 1
             return
         touched[user_id] = (envelope, incoming.partition)
+        result.changed.add(user_id)
         if kind == "tick":
             result.ticks += 1
             records = self.engine.advance(envelope.state, int(command["due"]))

@@ -31,8 +31,12 @@ WAKE_JOB_ID = "eventpatterns-wake"
 RETRY_US = 1_000_000
 """After a failed send, the next wake-up is at least this far away."""
 TICK_RETRY_US = 60_000_000
-"""A tick sent is sent again this long after, unless the user's state was written
+"""A tick sent is sent again this long after, unless the user's state was applied
 meanwhile (`update_all`): a tick lost on its way is not a timer lost."""
+
+
+COMPACT_SLACK = 1024
+"""Stale heap entries tolerated beyond one per user before the heap is rebuilt."""
 
 
 @dataclass
@@ -58,12 +62,23 @@ class TimerIndex:
             return
         self._due[user] = due
         heapq.heappush(self._heap, (due, user))
+        if len(self._heap) > 2 * len(self._due) + COMPACT_SLACK:
+            self._compact()
+
+    def _compact(self) -> None:
+        """The heap rebuilt from the current entries.
+
+        A rescheduled user's old entry stays in the heap until it comes to the
+        top, which for a timer hours away is hours: a rolling window moved by
+        every event would grow the heap by an entry per event meanwhile.
+        """
+        self._heap = [(due, user) for user, due in self._due.items()]
+        heapq.heapify(self._heap)
 
     def load(self, entries: Iterable[tuple[Hashable, int]]) -> None:
         """Add many (user, due) at once: one heapify instead of a push each."""
         self._due.update(entries)
-        self._heap = [(due, user) for user, due in self._due.items()]
-        heapq.heapify(self._heap)
+        self._compact()
 
     def earliest(self) -> int | None:
         self._drop_stale()
@@ -198,7 +213,7 @@ class TimerService:
                 retry = True
             else:
                 # `send_tick` only buffers the record, whose produce may still fail:
-                # the user stays indexed until the tick's batch writes its state
+                # the user stays indexed until the tick's batch applies its state
                 self.index.set(user, now + TICK_RETRY_US)
         following = self.index.earliest()
         if following is not None:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventpatterns.scheduler import TICK_RETRY_US, TimerIndex, TimerService, now_us
+from eventpatterns.scheduler import (
+    COMPACT_SLACK,
+    TICK_RETRY_US,
+    TimerIndex,
+    TimerService,
+    now_us,
+)
 
 
 def test_index_pops_due_users_in_due_order_and_forgets_them() -> None:
@@ -38,6 +45,19 @@ def test_recovered_users_share_their_keys_with_the_store() -> None:
     index.load((key, 100 + n) for n, key in enumerate(store))
     ((first, _),) = index.pop_due(100)
     assert first is next(iter(store))  # the same object, not a copy
+
+
+def test_an_index_rescheduled_many_times_stays_small_and_right() -> None:
+    """Each reschedule leaves a stale heap entry: they are dropped as they pile up."""
+    rng = random.Random(7)
+    index = TimerIndex()
+    model: dict[str, int] = {}
+    for _ in range(20_000):
+        user, due = f"u{rng.randrange(50)}", rng.randrange(10**6)
+        index.set(user, due)
+        model[user] = due
+        assert len(index._heap) <= 2 * len(model) + COMPACT_SLACK
+    assert index.pop_due(10**6) == sorted(model.items(), key=lambda entry: (entry[1], entry[0]))
 
 
 @given(st.lists(st.tuples(st.sampled_from("abcdef"), st.one_of(st.none(), st.integers(0, 50)))))

@@ -93,11 +93,20 @@ def timed_records(reader: TopicReader) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        # States held decoded for as long as the test runs: their timers ring all the same.
+        {"EVENTPATTERNS_STATE_WRITE_IDLE": "3600", "EVENTPATTERNS_BATCH_SIZE": "100000"},
+    ],
+    ids=["as-configured", "states-held"],
+)
 def test_delays_at_times_and_checkpoints_fire_on_time(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path, env: dict[str, str]
 ) -> None:
     patterns = write_timers_file(tmp_path, delay="3s", checkpoint="4s", at_in=25)
-    worker = Worker(broker.url, patterns, tmp_path).start()
+    worker = Worker(broker.url, patterns, tmp_path, **env).start()
     reader = TopicReader(broker.bootstrap, ACTIONS, "rt-timed")
     try:
         wait_ready(worker, broker.bootstrap)
