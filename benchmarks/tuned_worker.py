@@ -194,6 +194,7 @@ def _send_outputs_per_slice(size: int) -> None:
             runtime.metrics.observe_batch(total, time.perf_counter() - started, len(batch))
             await asyncio.gather(*sends)
             runtime.held = touched
+            runtime._index_timers(set(touched))  # as `Runtime.process_batch` does
             await runtime.write_states()  # the batch's states, once its outputs are durable
             acknowledge(runtime.app, batch)
 
@@ -364,7 +365,8 @@ def _apply_in_a_thread() -> None:
     flight meanwhile: the write's round trip leaves the batch cycle. A write
     takes the changelog records encoded before it when it starts, and starts
     once the one before is durable, so the order of the writes is the agent's.
-    The sink's calls (Redis, listeners) are made on the loop after each batch.
+    The sink's calls (Redis, listeners) and the timers' indexing are made on the
+    loop after each batch.
     """
     import asyncio
     import threading
@@ -387,6 +389,16 @@ def _apply_in_a_thread() -> None:
             deferred.append((record, cause))
 
     Runtime.on_record = on_record_from_any_thread  # type: ignore[method-assign]
+    index_timers = Runtime._index_timers
+    deferred_timers: list[set[str]] = []
+
+    def index_timers_on_the_loop(self: Runtime, users: set[str]) -> None:
+        if threading.current_thread() is loop_thread:
+            index_timers(self, users)
+        else:
+            deferred_timers.append(users)
+
+    Runtime._index_timers = index_timers_on_the_loop  # type: ignore[method-assign]
 
     def start_write(runtime: Runtime, outputs: Any) -> asyncio.Future[bool]:
         store = runtime.store
@@ -435,6 +447,9 @@ def _apply_in_a_thread() -> None:
             for record, cause in deferred:
                 on_record(runtime, record, cause)
             deferred.clear()
+            for users in deferred_timers:
+                index_timers(runtime, users)
+            deferred_timers.clear()
             if not await settle():
                 return
             in_flight = (start_write(runtime, result.outputs), encoded)

@@ -257,14 +257,12 @@ class Runtime:
         """Store the held states; their changelog records go with the next write.
 
         Only once the outputs they account for are durable (`commit_batch`).
+        Their timers were indexed when their batches were applied (`_index_timers`).
         """
         result = BatchResult()
         self.processor.encode(self.held, result)
         self.held = {}
         self.processor.write_states(result)
-        self.timer_service.update_all(
-            (user_id.encode(), due) for user_id, due in result.timers.items()
-        )
 
     async def write_states(self) -> None:
         """Encode the held states and make every state encoded durable, now."""
